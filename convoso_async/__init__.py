@@ -1,0 +1,1 @@
+"""convoso-async."""

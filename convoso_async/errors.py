@@ -1,0 +1,222 @@
+"""Every error this library raises, in one tree.
+
+    ConvosoError
+     ├─ ConfigurationError          bad setup: missing token, bad option, bad schedule
+     ├─ APIError                    Convoso answered `success: false`
+     │   ├─ AuthenticationError      invalid token (HTTP 401 too)
+     │   ├─ PermissionDeniedError    insufficient permissions (HTTP 403 too)
+     │   ├─ CampaignNotFoundError    campaign not found / invalid campaign id (6026)
+     │   └─ InvalidStatusError       status must be true or false (6080)
+     ├─ APIStatusError              non-2xx without a Convoso error body
+     │   ├─ RateLimitError           HTTP 429; `.retry_after`
+     │   └─ ServerError              HTTP 5xx
+     ├─ APIConnectionError          network failure after retries
+     │   └─ APITimeoutError
+     ├─ ResponseDecodeError         body is not JSON or not the documented shape
+     └─ BatchError                  raised by `BatchResult.raise_for_failures()`
+
+No message ever carries the auth token: messages are built only from the
+campaign id, the API path, the status code and Convoso's own error text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class ConvosoError(Exception):
+    """Base class of every error raised by convoso-async."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructors don't survive the default pickling, and
+        # errors cross process boundaries (worker pools, multiprocessing).
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore(
+    cls: type[ConvosoError], args: tuple[object, ...], state: dict[str, object]
+) -> ConvosoError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class ConfigurationError(ConvosoError):
+    """The client (or a schedule) is set up wrongly; nothing was sent."""
+
+
+class APIError(ConvosoError):
+    """Convoso answered with `success: false`.
+
+    Attributes:
+        message: Convoso's own error text.
+        code: Convoso's numeric error code, when the answer carried one.
+        status_code: the HTTP status of the answer (often 200 for API errors).
+        campaign_id: the campaign the request was about, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | str | None = None,
+        status_code: int | None = None,
+        campaign_id: str | None = None,
+    ) -> None:
+        self.message = message
+        self.code = code
+        self.status_code = status_code
+        self.campaign_id = campaign_id
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        text = self.message
+        if self.campaign_id is not None:
+            text = f"campaign {self.campaign_id!r}: {text}"
+        if self.code is not None:
+            text = f"{text} (Convoso code {self.code})"
+        return text
+
+
+
+class AuthenticationError(APIError):
+    """The auth token was rejected. Check CONVOSO_AUTH_TOKEN."""
+
+    def _describe(self) -> str:
+        return f"{super()._describe()}; check the auth token (CONVOSO_AUTH_TOKEN)"
+
+
+class PermissionDeniedError(APIError):
+    """The token is valid but lacks campaign management permissions."""
+
+    def _describe(self) -> str:
+        return (
+            f"{super()._describe()}; the token's user needs campaign management permissions"
+        )
+
+
+class CampaignNotFoundError(APIError):
+    """The campaign does not exist (Convoso code 6026)."""
+
+    def _describe(self) -> str:
+        if self.campaign_id is None:
+            return super()._describe()
+        text = f"campaign {self.campaign_id!r} does not exist"
+        if self.code is not None:
+            text = f"{text} (Convoso code {self.code})"
+        return text
+
+
+class InvalidStatusError(APIError):
+    """Convoso refused the status value (Convoso code 6080)."""
+
+
+class APIStatusError(ConvosoError):
+    """An HTTP error status without a Convoso error body.
+
+    Attributes:
+        status_code: the HTTP status.
+        path: the API path that was requested, e.g. ``/campaigns/status``.
+        campaign_id: the campaign the request was about, if any.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        path: str = "",
+        campaign_id: str | None = None,
+        detail: str = "",
+    ) -> None:
+        self.status_code = status_code
+        self.path = path
+        self.campaign_id = campaign_id
+        self.detail = detail
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        subject = f"POST {self.path}" if self.path else "request"
+        if self.campaign_id is not None:
+            subject = f"{subject} for campaign {self.campaign_id!r}"
+        text = f"{subject} answered HTTP {self.status_code}"
+        if self.detail:
+            text = f"{text}: {self.detail}"
+        return text
+
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429 after every retry. `retry_after` is the server's wait, in seconds."""
+
+    def __init__(
+        self,
+        status_code: int = 429,
+        *,
+        path: str = "",
+        campaign_id: str | None = None,
+        detail: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(status_code, path=path, campaign_id=campaign_id, detail=detail)
+
+    def _describe(self) -> str:
+        text = super()._describe()
+        hint = "the account's rate limit was exceeded; lower rate_limit or max_concurrency"
+        if self.retry_after is not None:
+            hint = f"{hint} (server asked to wait {self.retry_after:g}s)"
+        return f"{text}; {hint}"
+
+
+
+class ServerError(APIStatusError):
+    """HTTP 5xx after every retry: Convoso (or something before it) failed."""
+
+
+class APIConnectionError(ConvosoError):
+    """The request could not be completed on the network, after every retry.
+
+    The campaign's state is unknown: the request may or may not have reached
+    Convoso. Status changes are absolute, so sending it again is safe.
+    """
+
+    def __init__(self, message: str, *, path: str = "", campaign_id: str | None = None) -> None:
+        self.path = path
+        self.campaign_id = campaign_id
+        self.message = message
+        subject = f"POST {path}" if path else "request"
+        if campaign_id is not None:
+            subject = f"{subject} for campaign {campaign_id!r}"
+        super().__init__(f"{subject} failed: {message}")
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out, after every retry. Raise `timeout` if this is routine."""
+
+
+class ResponseDecodeError(ConvosoError):
+    """Convoso's answer is not JSON or not of the documented shape.
+
+    Attributes:
+        path: where in the payload the problem is, e.g. ``data[3].status``.
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{message} at {path}" if path else message)
+
+
+class BatchError(ConvosoError):
+    """Some campaigns of a bulk change failed. `failures` maps id -> error."""
+
+    def __init__(self, failures: Mapping[str, ConvosoError], *, total: int) -> None:
+        self.failures = dict(failures)
+        self.total = total
+        shown = list(self.failures.items())[:5]
+        lines = [f"{len(self.failures)} of {total} campaigns failed:"]
+        lines += [f"  {campaign_id}: {error}" for campaign_id, error in shown]
+        if len(self.failures) > len(shown):
+            lines.append(f"  ... and {len(self.failures) - len(shown)} more")
+        super().__init__("\n".join(lines))
