@@ -1,1 +1,63 @@
-"""convoso-async."""
+"""convoso-async: an async Python client for the Convoso call-center API.
+
+    >>> from convoso_async import AsyncConvoso
+    >>> async with AsyncConvoso() as convoso:          # token from CONVOSO_AUTH_TOKEN
+    ...     campaigns = await convoso.campaigns.search()
+    ...     result = await convoso.campaigns.set_status_many(["111", "222"], False)
+    ...     result.raise_for_failures()
+
+Works on asyncio and trio. See the README for retries, rate limits, bulk
+changes, the fake server (`convoso_async.testing`) and the ``convoso`` CLI.
+"""
+
+from .changes import BatchProgress, BatchResult, StatusOutcome
+from .client import AsyncConvoso
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BatchError,
+    CampaignNotFoundError,
+    ConfigurationError,
+    ConvosoError,
+    InvalidStatusError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+)
+from .models import Campaign, CampaignStatus, LastCallDate
+from .ratelimit import Limiter, RateLimiter
+from .retry import set_testing
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncConvoso",
+    "AuthenticationError",
+    "BatchError",
+    "BatchProgress",
+    "BatchResult",
+    "Campaign",
+    "CampaignNotFoundError",
+    "CampaignStatus",
+    "ConfigurationError",
+    "ConvosoError",
+    "InvalidStatusError",
+    "LastCallDate",
+    "Limiter",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RateLimiter",
+    "ResponseDecodeError",
+    "ServerError",
+    "StatusOutcome",
+    "__version__",
+    "set_testing",
+]

@@ -79,7 +79,6 @@ class APIError(ConvosoError):
         return text
 
 
-
 class AuthenticationError(APIError):
     """The auth token was rejected. Check CONVOSO_AUTH_TOKEN."""
 
@@ -91,9 +90,7 @@ class PermissionDeniedError(APIError):
     """The token is valid but lacks campaign management permissions."""
 
     def _describe(self) -> str:
-        return (
-            f"{super()._describe()}; the token's user needs campaign management permissions"
-        )
+        return f"{super()._describe()}; the token's user needs campaign management permissions"
 
 
 class CampaignNotFoundError(APIError):
@@ -117,6 +114,7 @@ class APIStatusError(ConvosoError):
 
     Attributes:
         status_code: the HTTP status.
+        retry_after: seconds the server asked to wait (``Retry-After``), if it did.
         path: the API path that was requested, e.g. ``/campaigns/status``.
         campaign_id: the campaign the request was about, if any.
     """
@@ -128,11 +126,13 @@ class APIStatusError(ConvosoError):
         path: str = "",
         campaign_id: str | None = None,
         detail: str = "",
+        retry_after: float | None = None,
     ) -> None:
         self.status_code = status_code
         self.path = path
         self.campaign_id = campaign_id
         self.detail = detail
+        self.retry_after = retry_after
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -145,21 +145,8 @@ class APIStatusError(ConvosoError):
         return text
 
 
-
 class RateLimitError(APIStatusError):
     """HTTP 429 after every retry. `retry_after` is the server's wait, in seconds."""
-
-    def __init__(
-        self,
-        status_code: int = 429,
-        *,
-        path: str = "",
-        campaign_id: str | None = None,
-        detail: str = "",
-        retry_after: float | None = None,
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(status_code, path=path, campaign_id=campaign_id, detail=detail)
 
     def _describe(self) -> str:
         text = super()._describe()
@@ -167,7 +154,6 @@ class RateLimitError(APIStatusError):
         if self.retry_after is not None:
             hint = f"{hint} (server asked to wait {self.retry_after:g}s)"
         return f"{text}; {hint}"
-
 
 
 class ServerError(APIStatusError):
@@ -211,7 +197,7 @@ class ResponseDecodeError(ConvosoError):
 class BatchError(ConvosoError):
     """Some campaigns of a bulk change failed. `failures` maps id -> error."""
 
-    def __init__(self, failures: Mapping[str, ConvosoError], *, total: int) -> None:
+    def __init__(self, failures: Mapping[str, Exception], *, total: int) -> None:
         self.failures = dict(failures)
         self.total = total
         shown = list(self.failures.items())[:5]

@@ -99,7 +99,9 @@ class PauseGate:
 
     async def wait(self) -> None:
         """Return once no pause is in force."""
-        while (delay := self._until - anyio.current_time()) > 0:
+        # Not polling: each sleep runs to the deadline; the loop only repeats
+        # when another 429 extended the pause meanwhile.
+        while (delay := self._until - anyio.current_time()) > 0:  # noqa: ASYNC110
             await anyio.sleep(delay)
 
 

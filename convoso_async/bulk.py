@@ -1,0 +1,107 @@
+"""The bulk executor: one async operation over many keys, bounded, one outcome per key.
+
+It knows nothing about campaigns. ``max_concurrency`` workers share one
+iterator of the unique keys, so at most that many operations are in flight,
+memory stays flat however many keys there are, and cancelling the caller stops
+new work at once: the task group cancels the workers, and no key is started
+after that. A failing operation becomes that key's outcome; it never stops
+the others. Works on asyncio and trio (anyio).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
+from typing import Generic, TypeVar
+
+import anyio
+import attrs
+
+__all__ = ["Outcome", "run_all", "stream", "unique"]
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Outcome(Generic[K, T]):
+    """What happened to one key: its value, or the exception its operation raised."""
+
+    key: K
+    value: T | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def unique(keys: Iterable[K]) -> list[K]:
+    """The keys without repeats, in first-seen order."""
+    return list(dict.fromkeys(keys))
+
+
+async def _outcome(operation: Callable[[K], Awaitable[T]], key: K) -> Outcome[K, T]:
+    try:
+        return Outcome(key, await operation(key))
+    except Exception as error:  # one key's failure is its outcome, never the batch's
+        return Outcome(key, error=error)
+
+
+async def run_all(
+    keys: Iterable[K],
+    operation: Callable[[K], Awaitable[T]],
+    *,
+    max_concurrency: int,
+    on_outcome: Callable[[Outcome[K, T]], None] | None = None,
+) -> list[Outcome[K, T]]:
+    """Run ``operation`` once per unique key, at most ``max_concurrency`` at a time.
+
+    Returns the outcomes in completion order; ``on_outcome`` sees each as it
+    happens (so a caller that is cancelled midway still saw every finished one).
+    """
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+    todo = unique(keys)
+    pending = iter(todo)
+    outcomes: list[Outcome[K, T]] = []
+
+    async def worker() -> None:
+        for key in pending:  # shared iterator: each key is taken by exactly one worker
+            outcome = await _outcome(operation, key)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(min(max_concurrency, len(todo))):
+            group.start_soon(worker)
+    return outcomes
+
+
+async def stream(
+    keys: Iterable[K],
+    operation: Callable[[K], Awaitable[T]],
+    *,
+    max_concurrency: int,
+) -> AsyncIterator[Outcome[K, T]]:
+    """Like `run_all`, yielding each outcome as it completes.
+
+    To stop early, close the iterator in the task that iterates it
+    (``async with contextlib.aclosing(stream(...)) as outcomes``): the
+    in-flight operations are cancelled and nothing new starts.
+    """
+    # Unbounded buffer: a slow consumer never slows the requests down, and
+    # outcomes are small (one per key at most).
+    send, receive = anyio.create_memory_object_stream[Outcome[K, T]](max_buffer_size=math.inf)
+
+    async def produce() -> None:
+        async with send:
+            await run_all(
+                keys, operation, max_concurrency=max_concurrency, on_outcome=send.send_nowait
+            )
+
+    async with anyio.create_task_group() as group, receive:
+        group.start_soon(produce)
+        async for outcome in receive:
+            yield outcome

@@ -1,0 +1,211 @@
+"""The Campaigns API: ``/campaigns/search`` and ``/campaigns/status``.
+
+This module names the endpoints, checks the caller's input before anything is
+sent, and says which model an answer becomes. Retries, pacing, auth and error
+mapping happen below it (`convoso_async.transport`); bulk accounting beside it
+(`convoso_async.changes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from . import changes
+from .changes import BatchProgress, BatchResult, StatusOutcome
+from .errors import ResponseDecodeError
+from .models import Campaign, structure
+from .transport import AttemptCounter
+
+if TYPE_CHECKING:
+    from .client import AsyncConvoso
+
+__all__ = ["Campaigns", "check_active", "check_campaign_id"]
+
+SEARCH_PATH = "/campaigns/search"
+STATUS_PATH = "/campaigns/status"
+
+
+def check_campaign_id(campaign_id: object) -> str:
+    """A campaign id as Convoso wants it: a non-empty string (an int becomes its digits)."""
+    if isinstance(campaign_id, bool) or not isinstance(campaign_id, (str, int)):
+        raise TypeError(f"campaign_id must be a string or an int, not {type(campaign_id).__name__}")
+    text = str(campaign_id)
+    if not text.strip():
+        raise ValueError("campaign_id must not be empty")
+    return text
+
+
+def check_active(active: object) -> bool:
+    """``active`` must be a real bool: ``"false"``, ``0`` or ``None`` are refused."""
+    if not isinstance(active, bool):
+        raise TypeError(
+            f"active must be True or False, not {active!r} ({type(active).__name__}); "
+            "strings and numbers are refused so that 'false' can never activate a campaign"
+        )
+    return active
+
+
+def _check_concurrency(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_concurrency must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"max_concurrency must be at least 1, not {value}")
+
+
+class Campaigns:
+    """``convoso.campaigns``: list campaigns and change their status, one or many."""
+
+    def __init__(self, client: AsyncConvoso) -> None:
+        self._client = client
+
+    async def search(self) -> list[Campaign]:
+        """Every campaign of the account, active or not.
+
+        >>> active = [c for c in await convoso.campaigns.search() if c.is_active]
+        """
+        payload = await self._client._post(SEARCH_PATH, {})
+        data = payload.get("data")
+        if not isinstance(data, list):
+            found = "nothing" if data is None else type(data).__name__
+            raise ResponseDecodeError(
+                f"Convoso's answer is not of the documented shape: expected a list, got {found}",
+                path="data",
+            )
+        return structure(data, list[Campaign], path="data")
+
+    async def set_status(self, campaign_id: str | int, active: bool) -> None:
+        """Activate (``True``) or deactivate (``False``) one campaign.
+
+        Raises `CampaignNotFoundError` for an unknown id, and the other
+        `ConvosoError` subclasses for the rest; ``TypeError``/``ValueError``
+        for bad input, before anything is sent.
+        """
+        await self._send(check_campaign_id(campaign_id), check_active(active), None)
+
+    async def activate(self, campaign_id: str | int) -> None:
+        """Activate one campaign (``status=true``)."""
+        await self.set_status(campaign_id, True)
+
+    async def deactivate(self, campaign_id: str | int) -> None:
+        """Deactivate one campaign (``status=false``)."""
+        await self.set_status(campaign_id, False)
+
+    async def set_status_many(
+        self,
+        campaign_ids: Iterable[str | int],
+        active: bool,
+        *,
+        max_concurrency: int | None = None,
+        on_progress: Callable[[BatchProgress], None] | None = None,
+        skip_unchanged: bool = False,
+        dry_run: bool = False,
+    ) -> BatchResult:
+        """Set many campaigns to one state, concurrently; a result for every id.
+
+        Duplicate ids are sent once. ``skip_unchanged`` searches first and
+        skips ids already in the wanted state (unknown ids fail locally with
+        `CampaignNotFoundError`). ``dry_run`` searches, sends nothing, and
+        reports the plan. ``on_progress`` receives a `BatchProgress` as work
+        completes. Errors of single campaigns land in ``result.failed``; call
+        ``result.raise_for_failures()`` to turn them into one `BatchError`.
+
+            >>> result = await convoso.campaigns.set_status_many(["111", "222"], False)
+            >>> result.succeeded, dict(result.failed)
+        """
+        wanted = check_active(active)
+        ids = _check_ids(campaign_ids)
+        return await self.apply_statuses(
+            dict.fromkeys(ids, wanted),
+            max_concurrency=max_concurrency,
+            on_progress=on_progress,
+            skip_unchanged=skip_unchanged,
+            dry_run=dry_run,
+        )
+
+    async def apply_statuses(
+        self,
+        targets: Mapping[str, bool] | Mapping[int, bool] | Mapping[str | int, bool],
+        *,
+        max_concurrency: int | None = None,
+        on_progress: Callable[[BatchProgress], None] | None = None,
+        skip_unchanged: bool = False,
+        dry_run: bool = False,
+    ) -> BatchResult:
+        """Bring each campaign to its own wanted state: ``{"111": True, "222": False}``.
+
+        Same options and guarantees as `set_status_many`. Every id and state
+        is checked before anything is sent.
+        """
+        if not isinstance(targets, Mapping):
+            raise TypeError(
+                f"targets must be a mapping of id -> bool, not {type(targets).__name__}"
+            )
+        checked: dict[str, bool] = {}
+        for campaign_id, active in targets.items():
+            key = check_campaign_id(campaign_id)
+            wanted = check_active(active)
+            if checked.setdefault(key, wanted) != wanted:
+                raise ValueError(f"campaign {key!r} is given both states")
+        limit = self._client.max_concurrency if max_concurrency is None else max_concurrency
+        _check_concurrency(limit)
+        return await changes.apply(
+            checked,
+            send=self._send,
+            search=self.search,
+            max_concurrency=limit,
+            on_progress=on_progress,
+            skip_unchanged=skip_unchanged,
+            dry_run=dry_run,
+        )
+
+    async def iter_set_status(
+        self,
+        campaign_ids: Iterable[str | int],
+        active: bool,
+        *,
+        max_concurrency: int | None = None,
+    ) -> AsyncIterator[StatusOutcome]:
+        """Set many campaigns to one state, yielding a `StatusOutcome` as each completes.
+
+            >>> async for outcome in convoso.campaigns.iter_set_status(ids, True):
+            ...     print(outcome.campaign_id, "ok" if outcome.ok else outcome.error)
+
+        Cancelling the iterating task stops new requests at once. To stop
+        early with ``break``, iterate inside ``contextlib.aclosing(...)`` so
+        the in-flight requests are cancelled there and then.
+        """
+        wanted = check_active(active)
+        ids = _check_ids(campaign_ids)
+        limit = self._client.max_concurrency if max_concurrency is None else max_concurrency
+        _check_concurrency(limit)
+        async for outcome in changes.stream(
+            dict.fromkeys(ids, wanted), send=self._send, max_concurrency=limit
+        ):
+            yield outcome
+
+    async def _send(self, campaign_id: str, active: bool, counter: AttemptCounter | None) -> None:
+        payload = await self._client._post(
+            STATUS_PATH,
+            {"campaign_id": campaign_id, "status": "true" if active else "false"},
+            campaign_id=campaign_id,
+            counter=counter,
+        )
+        if payload.get("success") is not True:
+            raise ResponseDecodeError(
+                "Convoso's answer is not of the documented shape: expected true, "
+                f"got {payload.get('success')!r}",
+                path="success",
+            )
+
+
+def _check_ids(campaign_ids: Iterable[str | int]) -> list[str]:
+    if isinstance(campaign_ids, (str, bytes)):
+        raise TypeError("campaign_ids must be a collection of ids, not a single string")
+    try:
+        items = list(campaign_ids)
+    except TypeError:
+        raise TypeError(
+            f"campaign_ids must be an iterable of ids, not {type(campaign_ids).__name__}"
+        ) from None
+    return [check_campaign_id(item) for item in items]

@@ -1,0 +1,246 @@
+"""Bulk status changes: the plan, the accounting, and the audit trail.
+
+`apply` turns ``{campaign_id: wanted_active}`` into requests through the bulk
+executor and accounts for every id in exactly one of ``succeeded``, ``failed``
+or ``skipped``. Each final outcome is one line on the ``convoso_async.audit``
+logger. The campaigns resource calls this; it does not know HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import MappingProxyType
+
+import attrs
+
+from . import bulk
+from .errors import BatchError, CampaignNotFoundError
+from .log import audit_logger
+from .models import Campaign
+from .transport import AttemptCounter
+
+__all__ = ["BatchProgress", "BatchResult", "StatusOutcome", "apply", "stream"]
+
+SendStatus = Callable[[str, bool, AttemptCounter], Awaitable[None]]
+Search = Callable[[], Awaitable[list[Campaign]]]
+
+
+@attrs.frozen
+class StatusOutcome:
+    """The outcome of one campaign's status change: ``error`` is None on success."""
+
+    campaign_id: str
+    active: bool
+    error: Exception | None = None
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@attrs.frozen
+class BatchProgress:
+    """Counts passed to ``on_progress`` as a bulk change advances."""
+
+    done: int
+    total: int
+    succeeded: int
+    failed: int
+    skipped: int
+
+
+def _frozen_errors(errors: Mapping[str, Exception]) -> Mapping[str, Exception]:
+    return MappingProxyType(dict(errors))
+
+
+@attrs.frozen
+class BatchResult:
+    """Where every campaign of a bulk change ended up.
+
+    Every unique id is in exactly one of ``succeeded``, ``failed`` (id -> the
+    error) or ``skipped`` (already in the wanted state, with
+    ``skip_unchanged``). In a dry run nothing is sent: ``planned`` holds the
+    ids a real run would send, ``current`` the states the search found.
+
+        >>> result = await convoso.campaigns.set_status_many(ids, False)
+        >>> print(result.summary())
+        >>> result.raise_for_failures()
+    """
+
+    targets: Mapping[str, bool] = attrs.field(repr=False)
+    succeeded: tuple[str, ...] = ()
+    failed: Mapping[str, Exception] = attrs.field(factory=dict, converter=_frozen_errors)
+    skipped: tuple[str, ...] = ()
+    dry_run: bool = False
+    planned: tuple[str, ...] = ()
+    current: Mapping[str, bool] = attrs.field(factory=dict, repr=False)
+    attempts: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no campaign failed."""
+        return not self.failed
+
+    @property
+    def retries(self) -> int:
+        """HTTP attempts beyond the first, over the whole batch."""
+        sent = len(self.succeeded) + sum(
+            1 for e in self.failed.values() if not isinstance(e, _LocalNotFound)
+        )
+        return max(0, self.attempts - sent)
+
+    def raise_for_failures(self) -> None:
+        """Raise one `BatchError` carrying every failure, if any campaign failed."""
+        if self.failed:
+            raise BatchError(self.failed, total=len(self.targets))
+
+    def summary(self) -> str:
+        """One line, e.g. ``1000 campaigns: 997 succeeded, 3 failed, 0 skipped in 4.2s``."""
+        if self.dry_run:
+            changes = sum(1 for i in self.planned if self.current.get(i) != self.targets[i])
+            return (
+                f"dry run, {len(self.targets)} campaigns: {len(self.planned)} would be sent "
+                f"({changes} would change), {len(self.skipped)} skipped, "
+                f"{len(self.failed)} failed"
+            )
+        return (
+            f"{len(self.targets)} campaigns: {len(self.succeeded)} succeeded, "
+            f"{len(self.failed)} failed, {len(self.skipped)} skipped in {self.elapsed:.2f}s"
+        )
+
+
+class _LocalNotFound(CampaignNotFoundError):
+    """Unknown id found by the pre-flight search: failed without a request."""
+
+
+def _audit(campaign_id: str, active: bool, outcome: str, attempts: int, **extra: object) -> None:
+    if not audit_logger.isEnabledFor(logging.INFO):
+        return
+    wanted = "active" if active else "inactive"
+    detail = "".join(f" {key}={value}" for key, value in extra.items())
+    audit_logger.info(
+        "campaign=%s wanted=%s outcome=%s attempts=%d%s",
+        campaign_id,
+        wanted,
+        outcome,
+        attempts,
+        detail,
+        extra={"campaign_id": campaign_id, "wanted_active": active, "outcome": outcome},
+    )
+
+
+async def apply(
+    targets: Mapping[str, bool],
+    *,
+    send: SendStatus,
+    search: Search,
+    max_concurrency: int,
+    on_progress: Callable[[BatchProgress], None] | None = None,
+    skip_unchanged: bool = False,
+    dry_run: bool = False,
+) -> BatchResult:
+    """Bring every campaign of ``targets`` to its wanted state; see `BatchResult`."""
+    started = time.monotonic()
+    total = len(targets)
+    succeeded: list[str] = []
+    failed: dict[str, Exception] = {}
+    skipped: list[str] = []
+    to_send = list(targets)
+    current: dict[str, bool] = {}
+
+    def progress() -> None:
+        if on_progress is not None:
+            done = len(succeeded) + len(failed) + len(skipped)
+            on_progress(BatchProgress(done, total, len(succeeded), len(failed), len(skipped)))
+
+    if skip_unchanged or dry_run:
+        current = {campaign.id: campaign.is_active for campaign in await search()}
+        to_send = []
+        for campaign_id, active in targets.items():
+            if campaign_id not in current:
+                failed[campaign_id] = _LocalNotFound(
+                    "not among the account's campaigns (checked by search before sending)",
+                    campaign_id=campaign_id,
+                )
+                _audit(campaign_id, active, "failed", 0, error="CampaignNotFoundError")
+            elif skip_unchanged and current[campaign_id] == active:
+                skipped.append(campaign_id)
+                _audit(campaign_id, active, "skipped", 0)
+            else:
+                to_send.append(campaign_id)
+        if failed or skipped:
+            progress()
+    if dry_run:
+        for campaign_id in to_send:
+            _audit(campaign_id, targets[campaign_id], "planned", 0)
+        return BatchResult(
+            targets=dict(targets),
+            failed=failed,
+            skipped=tuple(skipped),
+            dry_run=True,
+            planned=tuple(to_send),
+            current=current,
+            elapsed=time.monotonic() - started,
+        )
+
+    attempts = 0
+    counters: dict[str, AttemptCounter] = {}
+
+    async def change(campaign_id: str) -> None:
+        counter = counters[campaign_id] = AttemptCounter()
+        await send(campaign_id, targets[campaign_id], counter)
+
+    def record(outcome: bulk.Outcome[str, None]) -> None:
+        nonlocal attempts
+        campaign_id = outcome.key
+        tries = counters.pop(campaign_id).attempts
+        attempts += tries
+        if outcome.error is None:
+            succeeded.append(campaign_id)
+            _audit(campaign_id, targets[campaign_id], "succeeded", tries)
+        else:
+            failed[campaign_id] = outcome.error
+            _audit(
+                campaign_id,
+                targets[campaign_id],
+                "failed",
+                tries,
+                error=type(outcome.error).__name__,
+            )
+        progress()
+
+    await bulk.run_all(to_send, change, max_concurrency=max_concurrency, on_outcome=record)
+    return BatchResult(
+        targets=dict(targets),
+        succeeded=tuple(succeeded),
+        failed=failed,
+        skipped=tuple(skipped),
+        current=current,
+        attempts=attempts,
+        elapsed=time.monotonic() - started,
+    )
+
+
+async def stream(
+    targets: Mapping[str, bool], *, send: SendStatus, max_concurrency: int
+) -> AsyncIterator[StatusOutcome]:
+    """Send every change of ``targets``, yielding a `StatusOutcome` as each completes."""
+
+    counters: dict[str, AttemptCounter] = {}
+
+    async def change(campaign_id: str) -> None:
+        counter = counters[campaign_id] = AttemptCounter()
+        await send(campaign_id, targets[campaign_id], counter)
+
+    async for outcome in bulk.stream(targets, change, max_concurrency=max_concurrency):
+        active = targets[outcome.key]
+        tries = counters.pop(outcome.key).attempts
+        if outcome.error is None:
+            _audit(outcome.key, active, "succeeded", tries)
+        else:
+            _audit(outcome.key, active, "failed", tries, error=type(outcome.error).__name__)
+        yield StatusOutcome(outcome.key, active, outcome.error, tries)

@@ -1,0 +1,291 @@
+"""`AsyncConvoso`: configuration, the connection pool, and the resources.
+
+The client checks its options once, owns (or borrows) one `httpx.AsyncClient`,
+and hands every request to the pipeline. Copies made with `with_options`
+share the pool, the rate limiter and the 429 pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from .campaigns import Campaigns
+from .defaults import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    ENV_AUTH_TOKEN,
+    ENV_BASE_URL,
+)
+from .errors import ConfigurationError
+from .log import configure_from_env
+from .ratelimit import PauseGate, RateLimiter, limiter_from_option
+from .retry import RetryPolicy
+from .transport import AttemptCounter, Pipeline
+
+__all__ = ["AsyncConvoso"]
+
+
+class _Pool:
+    """The HTTP client behind a family of `with_options` copies.
+
+    Made lazily, on the first request, because the fastest transport depends
+    on the event loop that is running then: aiohttp's on asyncio, httpx's own
+    on trio (aiohttp is asyncio-only).
+    """
+
+    def __init__(self, http_client: httpx.AsyncClient | None, size: int) -> None:
+        self.owned = http_client is None
+        self.http = http_client
+        self.size = size
+        self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        if self.closed:
+            raise ConfigurationError("this AsyncConvoso was closed; create a new one")
+        if not self.owned:
+            assert self.http is not None
+            return self.http
+        loop = _running_asyncio_loop()
+        if self.http is None or loop is not self._loop:
+            # A new event loop (a second asyncio.run, say) can't use the old
+            # loop's connections; start afresh rather than fail.
+            self.http = _default_http_client(self.size, asyncio_loop=loop is not None)
+            self._loop = loop
+        return self.http
+
+    async def aclose(self) -> None:
+        self.closed = True
+        if self.owned and self.http is not None:
+            http, self.http = self.http, None
+            await http.aclose()
+
+
+def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # trio (or no loop at all)
+        return None
+
+
+def _default_http_client(size: int, *, asyncio_loop: bool) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+    if asyncio_loop:
+        from httpx_aiohttp import AiohttpTransport
+
+        return httpx.AsyncClient(transport=AiohttpTransport(limits=limits))
+    return httpx.AsyncClient(limits=limits)
+
+
+class AsyncConvoso:
+    """An async client for the Convoso API.
+
+        >>> async with AsyncConvoso() as convoso:          # token from CONVOSO_AUTH_TOKEN
+        ...     campaigns = await convoso.campaigns.search()
+        ...     result = await convoso.campaigns.set_status_many(["111", "222"], False)
+
+    Args:
+        auth_token: the API token; defaults to the ``CONVOSO_AUTH_TOKEN`` variable.
+            It is sent in the form body only, never in a URL, log line or repr.
+        base_url: the API root; defaults to ``CONVOSO_BASE_URL``, then Convoso's public URL.
+        timeout: seconds allowed for each HTTP attempt.
+        max_retries: retries after the first attempt (0 disables retrying).
+        max_concurrency: status requests in flight at once in bulk work; the
+            client's own connection pool is this size.
+        rate_limit: ``None`` (no pacing), requests per second, or a limiter
+            object with ``async acquire()`` (e.g. `RedisRateLimiter`), shared
+            by every request of the client, retries included.
+        http_client: your own ``httpx.AsyncClient``, used as given and never closed.
+
+    Raises:
+        ConfigurationError: no token, or an option out of range.
+    """
+
+    campaigns: Campaigns
+
+    def __init__(
+        self,
+        auth_token: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        rate_limit: float | RateLimiter | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        configure_from_env()
+        token = _check_token(
+            auth_token if auth_token is not None else os.environ.get(ENV_AUTH_TOKEN)
+        )
+        root = _check_base_url(base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigurationError(
+                f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
+            )
+        self._timeout = _check_timeout(timeout)
+        self._policy = RetryPolicy(_check_count("max_retries", max_retries, minimum=0))
+        self._max_concurrency = _check_count("max_concurrency", max_concurrency, minimum=1)
+        self._pipeline = Pipeline(
+            base_url=root, auth_token=token, limiter=_check_limiter(rate_limit), pause=PauseGate()
+        )
+        self._pool = _Pool(http_client, self._max_concurrency)
+        self._owner = True
+        self.campaigns = Campaigns(self)
+
+    @property
+    def base_url(self) -> str:
+        """The API root requests go to."""
+        return self._pipeline.base_url
+
+    @property
+    def timeout(self) -> float:
+        """Seconds allowed for each HTTP attempt."""
+        return self._timeout
+
+    @property
+    def max_retries(self) -> int:
+        """Retries after the first attempt."""
+        return self._policy.max_retries
+
+    @property
+    def max_concurrency(self) -> int:
+        """Default number of status requests in flight in bulk work."""
+        return self._max_concurrency
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The limiter every request waits on, if any."""
+        return self._pipeline.limiter
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        max_concurrency: int | None = None,
+        rate_limit: float | RateLimiter | None = None,
+    ) -> AsyncConvoso:
+        """A copy with some options changed, sharing this client's pool, limiter and pause.
+
+            >>> patient = convoso.with_options(timeout=120, max_retries=8)
+
+        Giving ``rate_limit`` gives the copy its own limiter. Closing a copy
+        does nothing; closing the original closes the pool for every copy.
+        The pool keeps the original's size.
+        """
+        copy = object.__new__(AsyncConvoso)
+        copy.__dict__.update(self.__dict__)
+        if timeout is not None:
+            copy._timeout = _check_timeout(timeout)
+        if max_retries is not None:
+            copy._policy = RetryPolicy(_check_count("max_retries", max_retries, minimum=0))
+        if max_concurrency is not None:
+            copy._max_concurrency = _check_count("max_concurrency", max_concurrency, minimum=1)
+        if rate_limit is not None:
+            copy._pipeline = self._pipeline.with_limiter(_check_limiter(rate_limit))
+        copy._owner = False
+        copy.campaigns = Campaigns(copy)
+        return copy
+
+    async def _post(
+        self,
+        path: str,
+        fields: dict[str, str],
+        *,
+        campaign_id: str | None = None,
+        counter: AttemptCounter | None = None,
+    ) -> dict[str, Any]:
+        return await self._pipeline.post(
+            self._pool.get(),
+            path,
+            fields,
+            timeout=self._timeout,
+            policy=self._policy,
+            campaign_id=campaign_id,
+            counter=counter,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool the client made (a caller's ``http_client`` stays open)."""
+        if self._owner:
+            await self._pool.aclose()
+
+    async def __aenter__(self) -> AsyncConvoso:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        limiter = self._pipeline.limiter
+        return (
+            f"AsyncConvoso(base_url={self.base_url!r}, timeout={self._timeout:g}, "
+            f"max_retries={self.max_retries}, max_concurrency={self._max_concurrency}, "
+            f"rate_limit={limiter!r})"
+        )
+
+
+def _check_token(token: object) -> str:
+    if token is None or (isinstance(token, str) and not token.strip()):
+        raise ConfigurationError(
+            f"no Convoso auth token: pass auth_token=... or set the {ENV_AUTH_TOKEN} "
+            "environment variable"
+        )
+    if not isinstance(token, str):
+        raise ConfigurationError(f"auth_token must be a string, not {type(token).__name__}")
+    return token.strip()
+
+
+def _check_base_url(url: object) -> str:
+    if not isinstance(url, str):
+        raise ConfigurationError(f"base_url must be a string, not {type(url).__name__}")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        raise ConfigurationError(f"base_url {url!r} is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, not {url!r}"
+        )
+    if parsed.query or parsed.fragment:
+        raise ConfigurationError("base_url must not carry a query or fragment")
+    return url.rstrip("/")
+
+
+def _check_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ConfigurationError(
+            f"timeout must be a number of seconds, not {type(timeout).__name__}"
+        )
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+def _check_count(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _check_limiter(rate_limit: object) -> RateLimiter | None:
+    try:
+        return limiter_from_option(rate_limit)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from None

@@ -1,0 +1,169 @@
+"""The retry policy: what is retried, how long to wait, and a switch for tests.
+
+Retried: connection failures, timeouts, and HTTP 429, 500, 502, 503, 504.
+Never retried: a ``success: false`` answer or any other 4xx (sending the same
+request again would get the same answer). Status changes set an absolute
+state, so repeating one is safe.
+
+Waits are exponential with full jitter (uniform in ``[0, min(cap, initial *
+2**(n-1))]``), except when the server said how long in ``Retry-After``: then
+that, within a cap.
+
+Tests (ours and yours) should not sleep::
+
+    import convoso_async
+    convoso_async.set_testing(True)   # every retry wait and 429 pause becomes 0
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import math
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import attrs
+import tenacity
+
+from .defaults import (
+    RETRY_AFTER_CAP,
+    RETRY_INITIAL_BACKOFF,
+    RETRY_MAX_BACKOFF,
+    RETRYABLE_STATUS_CODES,
+)
+from .errors import APIConnectionError, APIStatusError, ConvosoError
+
+__all__ = ["RetryPolicy", "is_retryable", "is_testing", "parse_retry_after", "set_testing"]
+
+T = TypeVar("T")
+
+_testing = False
+
+
+def set_testing(on: bool = True) -> None:
+    """Make every retry wait and every ``Retry-After`` pause instant (or normal again).
+
+    Retries still happen, as many as ``max_retries`` allows; only the sleeping
+    goes. Meant for test suites: call it in a fixture or ``conftest.py``.
+    """
+    global _testing
+    _testing = bool(on)
+
+
+def is_testing() -> bool:
+    """Whether `set_testing` switched waits off."""
+    return _testing
+
+
+def is_retryable(error: BaseException) -> bool:
+    """The one retry decision: network failures and 429/500/502/503/504 only."""
+    if isinstance(error, APIConnectionError):
+        return True
+    if isinstance(error, APIStatusError):
+        return error.status_code in RETRYABLE_STATUS_CODES
+    return False
+
+
+def parse_retry_after(
+    value: str | None, *, cap: float = RETRY_AFTER_CAP, now: dt.datetime | None = None
+) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3), capped.
+
+    Accepts delay-seconds or an HTTP date. Garbage gives ``None`` (the caller
+    falls back to its own backoff); a past date gives 0; ``inf``, a far-future
+    date, or anything over ``cap`` gives ``cap``.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    seconds: float | None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = _seconds_until_http_date(text, now)
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), cap)
+
+
+def _seconds_until_http_date(text: str, now: dt.datetime | None) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; obsolete forms parse naive
+        when = when.replace(tzinfo=dt.timezone.utc)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return (when - now).total_seconds()
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How many times to retry and how long to wait between attempts."""
+
+    max_retries: int
+    initial_backoff: float = RETRY_INITIAL_BACKOFF
+    max_backoff: float = RETRY_MAX_BACKOFF
+    retry_after_cap: float = RETRY_AFTER_CAP
+
+    def delay(self, error: BaseException, retry_number: int) -> float:
+        """Seconds to wait before retry ``retry_number`` (1-based) after ``error``."""
+        if _testing:
+            return 0.0
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(min(retry_after, self.retry_after_cap))
+        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (retry_number - 1))
+        return random.uniform(0.0, ceiling)
+
+    async def call(
+        self,
+        attempt: Callable[[int], Awaitable[T]],
+        *,
+        on_retry: Callable[[BaseException, int, float], None] | None = None,
+    ) -> T:
+        """Run ``attempt(n)`` (n = 1, 2, ...) until it succeeds or the policy gives up.
+
+        The first attempt runs directly; tenacity takes over only once a retry
+        is needed, which keeps the common, successful request cheap.
+        ``on_retry(error, retry_number, delay)`` is called before each wait.
+        """
+        try:
+            return await attempt(1)
+        except ConvosoError as error:
+            if self.max_retries <= 0 or not is_retryable(error):
+                raise
+            first_error: ConvosoError = error
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            # Attempt k of tenacity is overall attempt k + 1, retry number k.
+            failed = state.outcome.exception() if state.outcome else None
+            return self.delay(failed or first_error, state.attempt_number + 1)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            if on_retry is not None and state.outcome is not None and state.next_action:
+                failed = state.outcome.exception()
+                if failed is not None:
+                    on_retry(failed, state.attempt_number + 1, state.next_action.sleep)
+
+        first_delay = self.delay(first_error, 1)
+        if on_retry is not None:
+            on_retry(first_error, 1, first_delay)
+        await anyio.sleep(first_delay)
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.max_retries),
+            wait=wait,
+            retry=tenacity.retry_if_exception(is_retryable),
+            sleep=anyio.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        async for tenacity_attempt in retrying:
+            with tenacity_attempt:
+                return await attempt(tenacity_attempt.retry_state.attempt_number + 1)
+        raise AssertionError("unreachable: tenacity either returns or re-raises")

@@ -1,0 +1,293 @@
+"""The request pipeline every endpoint goes through, written once.
+
+One call of `Pipeline.post` is: for each attempt, wait out any client-wide
+pause, take a slot from the rate limiter, send a form-encoded POST with
+``auth_token`` in the body, decode Convoso's envelope, and map failures onto
+the error tree; the retry policy decides whether to go again. Resources above
+it only name a path and its fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    CampaignNotFoundError,
+    ConvosoError,
+    InvalidStatusError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+)
+from .log import logger
+from .ratelimit import PauseGate, RateLimiter
+from .retry import RetryPolicy, is_testing, parse_retry_after
+
+__all__ = ["AttemptCounter", "Pipeline", "decode_answer"]
+
+_FORM_HEADERS = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
+
+# Convoso's documented error codes, then its documented messages for answers
+# that come without a code. Anything else stays a plain APIError.
+_ERRORS_BY_CODE: dict[int, type[APIError]] = {
+    6026: CampaignNotFoundError,
+    6080: InvalidStatusError,
+}
+_ERRORS_BY_TEXT: tuple[tuple[str, type[APIError]], ...] = (
+    ("authentication token", AuthenticationError),
+    ("invalid token", AuthenticationError),
+    ("auth_token", AuthenticationError),
+    ("permission", PermissionDeniedError),
+    ("campaign not found", CampaignNotFoundError),
+    ("invalid campaign", CampaignNotFoundError),
+    ("status must be", InvalidStatusError),
+    ("invalid status", InvalidStatusError),
+)
+_MESSAGE_FIELDS = ("error", "text", "message")
+_MAX_MESSAGE = 300
+
+
+class AttemptCounter:
+    """Counts the HTTP attempts one logical request took (for the audit trail)."""
+
+    __slots__ = ("attempts",)
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+
+class Pipeline:
+    """Sends one logical request with pacing, retries and error mapping.
+
+    Several clients made by ``with_options`` share one pipeline's pool,
+    limiter and pause gate, each with its own timeout and retry policy.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        auth_token: str,
+        limiter: RateLimiter | None,
+        pause: PauseGate,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = auth_token
+        self.limiter = limiter
+        self.pause = pause
+
+    def __repr__(self) -> str:
+        return f"Pipeline(base_url={self.base_url!r}, limiter={self.limiter!r})"
+
+    def with_limiter(self, limiter: RateLimiter | None) -> Pipeline:
+        """The same pipeline (token, pause gate) pacing on another limiter."""
+        return Pipeline(
+            base_url=self.base_url, auth_token=self._token, limiter=limiter, pause=self.pause
+        )
+
+    async def post(
+        self,
+        http: httpx.AsyncClient,
+        path: str,
+        fields: dict[str, str],
+        *,
+        timeout: float,
+        policy: RetryPolicy,
+        campaign_id: str | None = None,
+        counter: AttemptCounter | None = None,
+    ) -> dict[str, Any]:
+        """POST ``fields`` (plus the token) to ``path``; return the decoded JSON object."""
+        body = urlencode({"auth_token": self._token, **fields}).encode()
+        url = self.base_url + path
+
+        async def attempt(number: int) -> dict[str, Any]:
+            if counter is not None:
+                counter.attempts = number
+            return await self._attempt(http, url, path, body, timeout, campaign_id, number)
+
+        def on_retry(error: BaseException, retry_number: int, delay: float) -> None:
+            logger.info(
+                "retrying POST %s%s in %.2fs after %s (retry %d of %d)",
+                path,
+                _about(campaign_id),
+                delay,
+                type(error).__name__,
+                retry_number,
+                policy.max_retries,
+            )
+
+        return await policy.call(attempt, on_retry=on_retry)
+
+    async def _attempt(
+        self,
+        http: httpx.AsyncClient,
+        url: str,
+        path: str,
+        body: bytes,
+        timeout: float,
+        campaign_id: str | None,
+        number: int,
+    ) -> dict[str, Any]:
+        await self.pause.wait()
+        if self.limiter is not None:
+            await self.limiter.acquire()
+        started = time.perf_counter()
+        try:
+            response = await http.post(url, content=body, headers=_FORM_HEADERS, timeout=timeout)
+        except httpx.HTTPError as exc:
+            error = self._network_error(exc, path, campaign_id)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "POST %s%s failed after %.1fms (attempt %d): %s",
+                    path,
+                    _about(campaign_id),
+                    (time.perf_counter() - started) * 1000,
+                    number,
+                    type(error).__name__,
+                )
+            raise error from None
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "POST %s%s -> %d in %.1fms (attempt %d)",
+                path,
+                _about(campaign_id),
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+                number,
+            )
+        try:
+            return decode_answer(
+                response.status_code,
+                response.headers,
+                response.content,
+                path=path,
+                campaign_id=campaign_id,
+                secret=self._token,
+            )
+        except APIStatusError as error:
+            if error.retry_after is not None and not is_testing():
+                # Told to wait: every task of this client waits, not only this one.
+                self.pause.pause_for(error.retry_after)
+            raise
+
+    def _network_error(
+        self, exc: httpx.HTTPError, path: str, campaign_id: str | None
+    ) -> ConvosoError:
+        cause = exc.__cause__
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        if cause is not None and _from_aiohttp(cause):
+            # httpx-aiohttp maps any aiohttp connection error (a dropped
+            # keep-alive connection, say) to httpx.ConnectTimeout; look past it.
+            timed_out = isinstance(cause, (asyncio.TimeoutError, TimeoutError)) or (
+                type(cause).__name__ in {"ServerTimeoutError", "ConnectionTimeoutError"}
+            )
+        detail = _redact(str(exc) or type(exc).__name__, self._token)
+        if not isinstance(exc, httpx.TransportError) and not timed_out:
+            detail = f"{type(exc).__name__}: {detail}"
+        if timed_out:
+            return APITimeoutError(f"timed out ({detail})", path=path, campaign_id=campaign_id)
+        return APIConnectionError(detail, path=path, campaign_id=campaign_id)
+
+
+def _from_aiohttp(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("aiohttp")
+
+
+def _about(campaign_id: str | None) -> str:
+    return "" if campaign_id is None else f" campaign={campaign_id}"
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret and secret in text else text
+
+
+def decode_answer(
+    status_code: int,
+    headers: httpx.Headers,
+    content: bytes,
+    *,
+    path: str,
+    campaign_id: str | None = None,
+    secret: str = "",
+) -> dict[str, Any]:
+    """Decode one answer: the JSON object on success, else raise the mapped error.
+
+    Order matters: 429 and 5xx are classified by status first (they are
+    retried even when a body says ``success: false``); then a ``success:
+    false`` body is an `APIError` whatever the status; then any other non-2xx
+    is an `APIStatusError`; then a 2xx must be a JSON object.
+    """
+    if status_code == 429 or status_code >= 500:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        error_cls = RateLimitError if status_code == 429 else ServerError
+        raise error_cls(status_code, path=path, campaign_id=campaign_id, retry_after=retry_after)
+    try:
+        payload = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        payload = _NOT_JSON
+    if isinstance(payload, dict) and payload.get("success") is False:
+        raise _api_error(payload, status_code, campaign_id, secret)
+    if status_code == 401:
+        raise AuthenticationError("HTTP 401", status_code=401, campaign_id=campaign_id)
+    if status_code == 403:
+        raise PermissionDeniedError("HTTP 403", status_code=403, campaign_id=campaign_id)
+    if not 200 <= status_code < 300:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        raise APIStatusError(
+            status_code, path=path, campaign_id=campaign_id, retry_after=retry_after
+        )
+    if payload is _NOT_JSON:
+        kind = headers.get("content-type", "no content type").split(";")[0]
+        raise ResponseDecodeError(
+            f"POST {path} answered HTTP {status_code} with a body that is not JSON ({kind}, "
+            f"{len(content)} bytes)"
+        )
+    if not isinstance(payload, dict):
+        raise ResponseDecodeError(
+            f"POST {path}: expected a JSON object, got {type(payload).__name__}", path="$"
+        )
+    return payload
+
+
+_NOT_JSON: Any = object()
+
+
+def _api_error(
+    payload: dict[str, Any], status_code: int, campaign_id: str | None, secret: str
+) -> APIError:
+    message = next((payload[k] for k in _MESSAGE_FIELDS if payload.get(k)), None)
+    text = "Convoso answered success: false without a message" if message is None else str(message)
+    text = _redact(text, secret)[:_MAX_MESSAGE]
+    code = _normalise_code(payload.get("code"))
+    error_cls = _ERRORS_BY_CODE.get(code) if isinstance(code, int) else None
+    if error_cls is None:
+        lowered = text.lower()
+        error_cls = next((cls for needle, cls in _ERRORS_BY_TEXT if needle in lowered), None)
+    if error_cls is None:
+        error_cls = {401: AuthenticationError, 403: PermissionDeniedError}.get(
+            status_code, APIError
+        )
+    return error_cls(text, code=code, status_code=status_code, campaign_id=campaign_id)
+
+
+def _normalise_code(code: Any) -> int | str | None:
+    if code is None or isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.strip().isdigit():
+        return int(code)
+    return _redact(str(code), "")[:40] or None

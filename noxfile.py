@@ -1,0 +1,40 @@
+"""The project's entry points: `nox -s tests lint typecheck`, and `nox -s bench`."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests (a real redis-server must be on PATH for the Redis ones)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package, tests, benchmarks and examples."""
+    session.install("-e", ".[dev]")
+    session.run("mypy", "--strict")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Every benchmark script, each printing its table."""
+    session.install("-e", ".[bench]")
+    for script in ("bulk_throughput", "rate_accuracy", "decode", "redis_limiter"):
+        session.run("python", f"benchmarks/{script}.py", *session.posargs)

@@ -1,0 +1,43 @@
+"""Shared fixtures: both event loops, a respx router, a client wired to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import respx
+
+import convoso_async
+from convoso_async import AsyncConvoso
+
+BASE_URL = "https://api.test.invalid/v1"
+TOKEN = "tok-SECRET-5f1e2d3c4b"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def instant_retries() -> Iterator[None]:
+    """Retries still happen, without sleeping."""
+    convoso_async.set_testing(True)
+    yield
+    convoso_async.set_testing(False)
+
+
+@pytest.fixture
+def api() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE_URL, assert_all_called=False, using="httpx") as router:
+        yield router
+
+
+@pytest.fixture
+async def convoso(api: respx.MockRouter) -> AsyncIterator[AsyncConvoso]:
+    """A client on a stock httpx client, which respx intercepts."""
+    async with httpx.AsyncClient() as http:
+        client = AsyncConvoso(TOKEN, base_url=BASE_URL, http_client=http, max_retries=3)
+        yield client
+        await client.aclose()

@@ -1,0 +1,175 @@
+"""AsyncConvoso's configuration, lifecycle, copies, and input validation."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import respx
+
+from convoso_async import AsyncConvoso, ConfigurationError, Limiter
+from convoso_async.defaults import DEFAULT_BASE_URL
+
+BASE = "https://api.test.invalid/v1"
+
+
+def test_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVOSO_AUTH_TOKEN", "env-token")
+    monkeypatch.delenv("CONVOSO_BASE_URL", raising=False)
+    client = AsyncConvoso()
+    assert client.base_url == DEFAULT_BASE_URL
+
+
+def test_missing_token_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVOSO_AUTH_TOKEN", raising=False)
+    with pytest.raises(ConfigurationError, match="CONVOSO_AUTH_TOKEN"):
+        AsyncConvoso()
+    with pytest.raises(ConfigurationError, match="CONVOSO_AUTH_TOKEN"):
+        AsyncConvoso("   ")
+
+
+def test_base_url_from_argument_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVOSO_BASE_URL", "http://127.0.0.1:9/v1/")
+    assert AsyncConvoso("t").base_url == "http://127.0.0.1:9/v1"
+    assert AsyncConvoso("t", base_url=BASE).base_url == BASE
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"timeout": 0},
+        {"timeout": -1.0},
+        {"timeout": float("nan")},
+        {"timeout": "30"},
+        {"max_retries": -1},
+        {"max_retries": 1.5},
+        {"max_retries": True},
+        {"max_concurrency": 0},
+        {"rate_limit": 0},
+        {"rate_limit": "fast"},
+        {"rate_limit": True},
+        {"base_url": "ftp://example.com"},
+        {"base_url": "api.convoso.com/v1"},
+        {"base_url": "https://api.convoso.com/v1?auth_token=x"},
+        {"http_client": object()},
+    ],
+)
+def test_bad_options_are_refused_at_construction(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        AsyncConvoso("t", **options)  # type: ignore[arg-type]
+
+
+def test_repr_shows_options_but_not_the_token() -> None:
+    client = AsyncConvoso("very-secret-token", base_url=BASE, rate_limit=5)
+    text = repr(client)
+    assert "very-secret-token" not in text
+    assert "Limiter(rate=5" in text
+    assert BASE in text
+
+
+@pytest.mark.anyio
+async def test_with_options_shares_pool_limiter_and_pause(api: respx.MockRouter) -> None:
+    api.post("/campaigns/status").respond(json={"success": True})
+    async with httpx.AsyncClient() as http:
+        client = AsyncConvoso("t", base_url=BASE, http_client=http, rate_limit=100)
+        copy = client.with_options(timeout=5, max_retries=0, max_concurrency=3)
+        assert (copy.timeout, copy.max_retries, copy.max_concurrency) == (5.0, 0, 3)
+        assert (client.timeout, client.max_retries, client.max_concurrency) == (30.0, 3, 8)
+        assert copy.rate_limiter is client.rate_limiter
+        assert copy._pool is client._pool
+        assert copy._pipeline.pause is client._pipeline.pause
+        other = client.with_options(rate_limit=Limiter(7))
+        assert other.rate_limiter is not client.rate_limiter
+        assert other._pipeline.pause is client._pipeline.pause
+        await copy.campaigns.activate("1")
+        await copy.aclose()  # a copy does not close the shared pool
+        await client.campaigns.activate("2")
+        assert api.calls.call_count == 2
+
+
+@pytest.mark.anyio
+async def test_caller_owned_http_client_is_never_closed(api: respx.MockRouter) -> None:
+    api.post("/campaigns/status").respond(json={"success": True})
+    async with httpx.AsyncClient() as http:
+        async with AsyncConvoso("t", base_url=BASE, http_client=http) as client:
+            await client.campaigns.activate("1")
+        assert not http.is_closed
+        with pytest.raises(ConfigurationError, match="closed"):
+            await client.campaigns.activate("1")
+
+
+@pytest.mark.anyio
+async def test_own_http_client_is_closed_on_exit(api: respx.MockRouter) -> None:
+    client = AsyncConvoso("t", base_url=BASE)
+    http = client._pool.get()
+    await client.aclose()
+    assert http.is_closed
+
+
+@pytest.mark.anyio
+async def test_default_transport_is_aiohttp_on_asyncio_and_httpx_on_trio(
+    anyio_backend: str,
+) -> None:
+    client = AsyncConvoso("t", base_url=BASE, max_concurrency=13)
+    http = client._pool.get()
+    transport = http._transport
+    if anyio_backend == "asyncio":
+        assert type(transport).__name__ == "AiohttpTransport"
+        assert transport.limits.max_connections == 13  # type: ignore[attr-defined]
+    else:
+        assert isinstance(transport, httpx.AsyncHTTPTransport)
+    await client.aclose()
+
+
+BAD_ACTIVE = ["false", "true", 0, 1, None, 1.0, "Y"]
+BAD_IDS = [None, True, False, "", "   ", 1.5, b"111", ["111"], {"id": "1"}]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("active", BAD_ACTIVE)
+async def test_non_bool_active_is_refused_before_sending(
+    convoso: AsyncConvoso, api: respx.MockRouter, active: object
+) -> None:
+    with pytest.raises(TypeError, match="active must be True or False"):
+        await convoso.campaigns.set_status("111", active)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await convoso.campaigns.set_status_many(["111"], active)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await convoso.campaigns.apply_statuses({"111": active})  # type: ignore[arg-type]
+    assert api.calls.call_count == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("campaign_id", BAD_IDS)
+async def test_bad_campaign_id_is_refused_before_sending(
+    convoso: AsyncConvoso, api: respx.MockRouter, campaign_id: object
+) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        await convoso.campaigns.activate(campaign_id)  # type: ignore[arg-type]
+    with pytest.raises((TypeError, ValueError)):
+        await convoso.campaigns.set_status_many(["1", "2", campaign_id], True)  # type: ignore[list-item]
+    assert api.calls.call_count == 0
+
+
+@pytest.mark.anyio
+async def test_a_single_string_is_not_taken_for_a_list_of_ids(
+    convoso: AsyncConvoso, api: respx.MockRouter
+) -> None:
+    with pytest.raises(TypeError, match="not a single string"):
+        await convoso.campaigns.set_status_many("111", True)
+    assert api.calls.call_count == 0
+
+
+@pytest.mark.anyio
+async def test_int_id_is_sent_as_its_digits_and_status_as_lowercase(
+    convoso: AsyncConvoso, api: respx.MockRouter
+) -> None:
+    route = api.post("/campaigns/status").respond(json={"success": True})
+    await convoso.campaigns.set_status(111, False)
+    await convoso.campaigns.activate("222")
+    sent = [call.request for call in route.calls]
+    assert sent[0].content == b"auth_token=tok-SECRET-5f1e2d3c4b&campaign_id=111&status=false"
+    assert sent[1].content.endswith(b"campaign_id=222&status=true")
+    for request in sent:
+        assert request.method == "POST"
+        assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+        assert request.url.query == b""
