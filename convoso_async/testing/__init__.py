@@ -1,0 +1,23 @@
+"""A stateful, embeddable fake of Convoso's Campaigns API, for tests and benchmarks.
+
+`FakeConvoso` holds campaigns, tokens (full and read-only), latency, a
+server-side rate limit and scripted faults (`Fault`), and logs every request
+as a `RecordedRequest`, never with its token. It answers in-process through
+`FakeConvoso.transport`, or over HTTP on loopback through `FakeConvoso.serve`
+(async), `FakeConvoso.serve_in_thread` (sync) or `serve_forever` (blocking;
+also ``python -m convoso_async.testing``). All front ends share one handler
+core, so they behave alike. For example::
+
+    fake = FakeConvoso(campaigns=3)
+    fake.add_fault(Fault("status", status=503, on_requests={1}))
+    async with httpx.AsyncClient(transport=fake.transport(), base_url="https://fake/v1") as http:
+        form = {"auth_token": fake.TOKEN, "campaign_id": "1001", "status": "false"}
+        await http.post("/campaigns/status", data=form)  # HTTP 503, from the fault
+        await http.post("/campaigns/status", data=form)  # {"success": true}
+    assert fake.campaign_status("1001") == "N"
+"""
+
+from ._server import serve_forever
+from ._state import FakeConvoso, Fault, FaultKind, RecordedRequest
+
+__all__ = ["FakeConvoso", "Fault", "FaultKind", "RecordedRequest", "serve_forever"]
