@@ -1,0 +1,127 @@
+"""``convoso demo``: the library's main job, end to end, on the embedded fake server.
+
+Starts a fake Convoso on loopback with thousands of campaigns, realistic
+latency and a few injected faults (5xx, dropped connections, a 429), lists the
+campaigns, deactivates and re-activates them all in bulk, and prints what
+happened. No account, no network beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from .changes import BatchProgress, BatchResult
+from .cli import run_with_progress
+from .client import AsyncConvoso
+from .testing import FakeConvoso, Fault
+
+__all__ = ["run_demo"]
+
+#: Ids the demo asks for that the fake does not have, to show failure reporting.
+UNKNOWN_IDS = ("999998", "999999")
+
+
+async def run_demo(campaigns: int, latency: float, concurrency: int, rate: float | None) -> int:
+    """Run the demo; 0 if every reported outcome matches the server's final state."""
+    console = Console(highlight=False)
+    fake = FakeConvoso(
+        campaigns=campaigns, latency=(latency * 0.5, latency * 1.5) if latency else 0.0, seed=7
+    )
+    status = "/campaigns/status"
+    faults = [
+        fake.add_fault(Fault("status", status=503, path=status, probability=0.01)),
+        fake.add_fault(Fault("drop", path=status, probability=0.003)),
+        fake.add_fault(Fault("rate_limit", path=status, on_requests={500}, retry_after=0.5)),
+    ]
+    async with fake.serve() as url:
+        console.print(f"fake Convoso listening on [bold]{url}[/bold] ({campaigns} campaigns)")
+        async with AsyncConvoso(
+            fake.TOKEN, base_url=url, max_concurrency=concurrency, rate_limit=rate, timeout=5.0
+        ) as convoso:
+            found = await convoso.campaigns.search()
+            active = sum(c.is_active for c in found)
+            console.print(f"search: {len(found)} campaigns, {active} active")
+            preview = Table(title="first campaigns")
+            for column in ("id", "name", "status", "last call"):
+                preview.add_column(column)
+            for c in found[:5]:
+                last = "" if c.last_call_date is None else str(c.last_call_date.date)
+                preview.add_row(c.id, c.name, c.status.value, last)
+            console.print(preview)
+
+            ids = [c.id for c in found] + list(UNKNOWN_IDS)
+            phases: list[tuple[str, BatchResult, int]] = []
+            for label, wanted in (("deactivate all", False), ("re-activate all", True)):
+                before = len(fake.requests)
+
+                def change(
+                    on_progress: Callable[[BatchProgress], None] | None, wanted: bool = wanted
+                ) -> Awaitable[BatchResult]:
+                    return convoso.campaigns.set_status_many(ids, wanted, on_progress=on_progress)
+
+                result = await run_with_progress(label, len(ids), change, show=True)
+                phases.append((label, result, len(fake.requests) - before))
+
+    table = Table(title="what happened")
+    for column in (
+        "phase",
+        "campaigns",
+        "succeeded",
+        "failed",
+        "requests",
+        "retries",
+        "seconds",
+        "requests/s",
+    ):
+        table.add_column(column, justify="right")
+    for label, result, requests in phases:
+        table.add_row(
+            label,
+            str(len(result.targets)),
+            str(len(result.succeeded)),
+            str(len(result.failed)),
+            str(requests),
+            str(result.retries),
+            f"{result.elapsed:.2f}",
+            f"{requests / result.elapsed:,.0f}" if result.elapsed else "-",
+        )
+    console.print(table)
+    console.print(
+        "faults injected: "
+        + ", ".join(
+            f"{f.kind}{'/' + str(f.status) if f.kind == 'status' else ''} x{f.hits}" for f in faults
+        )
+    )
+    for label, result, _ in phases:
+        for campaign_id, error in sorted(result.failed.items()):
+            console.print(f"[red]{label}: {campaign_id} failed[/red]: {error}")
+
+    # Trust, but verify: every success the client reported is the server's state.
+    states = fake.statuses()
+    mismatched = [
+        campaign_id
+        for _, result, _ in phases[-1:]
+        for campaign_id in result.succeeded
+        if states.get(campaign_id) != "Y"
+    ]
+    unexpected = [
+        campaign_id
+        for _, result, _ in phases
+        for campaign_id in result.failed
+        if campaign_id not in UNKNOWN_IDS
+    ]
+    if mismatched or unexpected:
+        console.print(
+            f"[red]FAILED[/red]: {len(mismatched)} successes not on the server, "
+            f"{len(unexpected)} unexpected failures"
+        )
+        return 1
+    console.print(
+        "[green]ok[/green]: every campaign accounted for; the server's final state matches "
+        f"every reported success ({time.strftime('%H:%M:%S')})"
+    )
+    return 0

@@ -1,0 +1,146 @@
+"""``convoso schedule apply|run``: keep campaigns in the state a schedule file wants.
+
+Reconciling is idempotent: one search reads the live state, and only the
+campaigns whose state differs from the schedule's are changed (through
+``apply_statuses(..., skip_unchanged=True)``). A second ``apply`` at the same
+instant therefore sends no status request at all.
+
+``run`` reconciles at start and at every window boundary. The first SIGINT or
+SIGTERM lets a reconciliation in progress finish (so every outcome is known
+and printed) and then stops; a second one cancels it at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import signal
+import sys
+
+import anyio
+
+from .changes import BatchResult
+from .client import AsyncConvoso
+from .log import audit_logger
+from .schedule import Schedule
+
+__all__ = ["reconcile", "run_schedule_command"]
+
+#: Longest single sleep while waiting for a boundary, so a wall-clock jump
+#: (NTP, a suspended laptop) is noticed within this many seconds.
+MAX_SLEEP = 60.0
+
+
+async def reconcile(
+    convoso: AsyncConvoso, schedule: Schedule, at: dt.datetime, *, dry_run: bool = False
+) -> BatchResult:
+    """Bring the schedule's campaigns to their state at ``at``, skipping unchanged ones."""
+    return await convoso.campaigns.apply_statuses(
+        schedule.desired_states(at), skip_unchanged=True, dry_run=dry_run
+    )
+
+
+def _parse_at(text: str | None) -> dt.datetime:
+    from .cli import UsageError
+
+    if text is None:
+        return dt.datetime.now(dt.timezone.utc)
+    try:
+        at = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--at must be an ISO time such as 2026-03-09T08:00-07:00, not {text!r}"
+        ) from None
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise UsageError(f"--at needs a UTC offset (e.g. {text}+00:00 or {text}-07:00)")
+    return at
+
+
+def _client(args: argparse.Namespace) -> AsyncConvoso:
+    from .cli import read_token
+
+    return AsyncConvoso(
+        read_token(args.token_file),
+        base_url=args.base_url,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        max_concurrency=args.concurrency,
+        rate_limit=args.rate,
+    )
+
+
+def _report(result: BatchResult, at: dt.datetime, *, as_json: bool) -> None:
+    from .cli import print_result
+
+    print_result(result, as_json=as_json, title=f"schedule at {at.isoformat(timespec='seconds')}")
+
+
+async def _apply(args: argparse.Namespace, schedule: Schedule) -> int:
+    at = _parse_at(args.at)
+    if not args.json:
+        for line in schedule.describe():
+            print(line)
+    async with _client(args) as convoso:
+        result = await reconcile(convoso, schedule, at, dry_run=args.dry_run)
+    _report(result, at, as_json=args.json)
+    return 0 if result.ok else 1
+
+
+async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
+    for line in schedule.describe():
+        print(line, flush=True)
+    if not audit_logger.handlers and not logging.getLogger().handlers:
+        # A long-running reconciler keeps its audit trail on stderr by default.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s audit %(message)s"))
+        audit_logger.addHandler(handler)
+        audit_logger.setLevel(logging.INFO)
+    stopping = anyio.Event()
+    failed = False
+    async with _client(args) as convoso, anyio.create_task_group() as group:
+
+        async def watch_signals(work: list[anyio.CancelScope]) -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for received in signals:
+                    name = signal.Signals(received).name
+                    if stopping.is_set():
+                        print(f"{name} again: cancelling", file=sys.stderr, flush=True)
+                        for scope in work:
+                            scope.cancel()
+                        group.cancel_scope.cancel()
+                        return
+                    print(f"{name}: stopping after the current step", file=sys.stderr, flush=True)
+                    stopping.set()
+
+        current: list[anyio.CancelScope] = []
+        group.start_soon(watch_signals, current)
+        while not stopping.is_set():
+            now = dt.datetime.now(dt.timezone.utc)
+            with anyio.CancelScope() as scope:
+                current.append(scope)
+                result = await reconcile(convoso, schedule, now)
+                current.remove(scope)
+                _report(result, now, as_json=False)
+                failed = not result.ok
+            boundary = schedule.next_boundary(now)
+            if boundary is None:
+                print("the schedule has no more boundaries; stopping", flush=True)
+                break
+            print(f"next boundary {boundary.isoformat(timespec='seconds')}", flush=True)
+            while not stopping.is_set():
+                left = (boundary - dt.datetime.now(dt.timezone.utc)).total_seconds()
+                if left <= 0:
+                    break
+                with anyio.move_on_after(min(left, MAX_SLEEP)):
+                    await stopping.wait()
+        group.cancel_scope.cancel()
+    return 1 if failed else 0
+
+
+def run_schedule_command(args: argparse.Namespace) -> int:
+    """Dispatch ``convoso schedule ACTION``; a bad file raises `ScheduleError` (exit 2)."""
+    schedule = Schedule.load(args.file)
+    if args.action == "apply":
+        return anyio.run(_apply, args, schedule)
+    return anyio.run(_run, args, schedule)

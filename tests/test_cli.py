@@ -1,0 +1,232 @@
+"""The `convoso` command against the fake server on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import convoso_async
+from convoso_async.cli import main
+from convoso_async.testing import FakeConvoso, Fault
+
+
+@pytest.fixture
+def fake() -> FakeConvoso:
+    return FakeConvoso(
+        campaigns=[
+            {"id": "111", "name": "Sales", "status": "Y"},
+            {"id": "222", "name": "Service", "status": "N"},
+            {"id": "333", "name": "Retention", "status": "Y"},
+        ]
+    )
+
+
+@pytest.fixture
+def server(fake: FakeConvoso, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    convoso_async.set_testing(True)
+    with fake.serve_in_thread() as url:
+        monkeypatch.setenv("CONVOSO_AUTH_TOKEN", fake.TOKEN)
+        monkeypatch.setenv("CONVOSO_BASE_URL", url)
+        yield url
+    convoso_async.set_testing(False)
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
+    code = main([*argv, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+@pytest.mark.usefixtures("server")
+def test_list_json_and_filters(capsys: pytest.CaptureFixture[str]) -> None:
+    code, rows = run_json(capsys, "campaigns", "list")
+    assert code == 0
+    assert [row["id"] for row in rows] == ["111", "222", "333"]  # type: ignore[attr-defined]
+    code, rows = run_json(capsys, "campaigns", "list", "--inactive")
+    assert [row["id"] for row in rows] == ["222"]  # type: ignore[attr-defined]
+    code, rows = run_json(capsys, "campaigns", "list", "--active")
+    assert [row["status"] for row in rows] == ["Y", "Y"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("server")
+def test_list_table_prints_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["campaigns", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "Retention" in out
+    assert "3 campaigns" in out
+
+
+@pytest.mark.usefixtures("server")
+def test_activate_changes_state_and_exits_zero(
+    fake: FakeConvoso, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = run_json(capsys, "campaigns", "activate", "222", "111", "222")
+    assert code == 0
+    assert report["ok"] is True  # type: ignore[index]
+    assert sorted(report["succeeded"]) == ["111", "222"]  # type: ignore[index]
+    assert fake.statuses() == {"111": "Y", "222": "Y", "333": "Y"}
+
+
+@pytest.mark.usefixtures("server")
+def test_failures_are_listed_with_reasons_and_exit_one(
+    fake: FakeConvoso, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = run_json(capsys, "campaigns", "deactivate", "111", "404")
+    assert code == 1
+    assert report["succeeded"] == ["111"]  # type: ignore[index]
+    failure = report["failed"]["404"]  # type: ignore[index]
+    assert failure["error"] == "CampaignNotFoundError"
+    assert "404" in failure["message"]
+    assert fake.campaign_status("111") == "N"
+
+
+@pytest.mark.usefixtures("server")
+def test_table_output_lists_failures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["campaigns", "deactivate", "404"]) == 1
+    out = capsys.readouterr().out
+    assert "failed 404: CampaignNotFoundError" in out
+
+
+@pytest.mark.usefixtures("server")
+def test_dry_run_sends_no_status_request(
+    fake: FakeConvoso, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = run_json(capsys, "campaigns", "activate", "111", "222", "--dry-run")
+    assert code == 0
+    assert report["dry_run"] is True  # type: ignore[index]
+    assert [p["id"] for p in report["planned"]] == ["111", "222"]  # type: ignore[index]
+    assert [r.path for r in fake.requests] == ["/campaigns/search"]
+    assert fake.campaign_status("222") == "N"
+
+
+@pytest.mark.usefixtures("server")
+def test_skip_unchanged_and_ids_from_file(
+    fake: FakeConvoso, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("# campaigns to switch on\n111\n\n222  # service\n")
+    code, report = run_json(
+        capsys, "campaigns", "activate", "--from-file", str(ids), "--skip-unchanged"
+    )
+    assert code == 0
+    assert report["skipped"] == ["111"]  # type: ignore[index]
+    assert report["succeeded"] == ["222"]  # type: ignore[index]
+    status_requests = [r for r in fake.requests if r.path == "/campaigns/status"]
+    assert [r.campaign_id for r in status_requests] == ["222"]
+
+
+@pytest.mark.usefixtures("server")
+def test_retried_faults_still_succeed(
+    fake: FakeConvoso, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_fault(Fault("status", status=503, times=2))
+    code, report = run_json(capsys, "campaigns", "deactivate", "111", "--concurrency", "1")
+    assert code == 0
+    assert report["retries"] == 2  # type: ignore[index]
+
+
+def test_token_file_is_read_and_env_token_not_needed(
+    fake: FakeConvoso,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = tmp_path / "token"
+    token.write_text(fake.TOKEN + "\n")
+    monkeypatch.delenv("CONVOSO_AUTH_TOKEN", raising=False)
+    with fake.serve_in_thread() as url:
+        code = main(["campaigns", "list", "--json", "--token-file", str(token), "--base-url", url])
+    assert code == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+
+
+def test_wrong_token_is_a_clear_error_with_exit_three(
+    fake: FakeConvoso, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CONVOSO_AUTH_TOKEN", "wrong-token-123")
+    with fake.serve_in_thread() as url:
+        code = main(["campaigns", "list", "--base-url", url])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "AuthenticationError" in err
+    assert "wrong-token-123" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["campaigns", "activate"], "no campaign ids given"),
+        (["campaigns", "activate", "1", "--from-file", "/nonexistent/ids"], "cannot read"),
+        (["campaigns", "list", "--token-file", "/nonexistent/token"], "cannot read token file"),
+        (["campaigns", "list", "--base-url", "ftp://x"], "base_url must be an http(s) URL"),
+        (["schedule", "apply", "/nonexistent.toml"], "nonexistent.toml"),
+    ],
+)
+def test_bad_arguments_exit_two_with_a_message(
+    argv: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CONVOSO_AUTH_TOKEN", "t")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_missing_token_exits_two(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CONVOSO_AUTH_TOKEN", raising=False)
+    assert main(["campaigns", "list"]) == 2
+    assert "CONVOSO_AUTH_TOKEN" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["campaigns", "activate", "1", "--concurrency", "0"],
+        ["campaigns", "activate", "1", "--rate", "fast"],
+        ["campaigns", "activate", "1", "--token", "abc"],
+        ["campaigns", "frobnicate"],
+        [],
+    ],
+)
+def test_argparse_errors_exit_two(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_process(fake: FakeConvoso, tmp_path: Path) -> None:
+    with fake.serve_in_thread() as url:
+        env = {**os.environ, "CONVOSO_AUTH_TOKEN": fake.TOKEN, "CONVOSO_BASE_URL": url}
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "convoso_async.cli",
+                "campaigns",
+                "deactivate",
+                "333",
+                "9",
+                "--json",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["succeeded"] == ["333"]
+    assert "Traceback" not in done.stderr
+    assert fake.campaign_status("333") == "N"
