@@ -1,0 +1,179 @@
+"""A real ``redis-server`` on a free loopback port, for tests that need one.
+
+    from redis_server import redis_server_fixture  # noqa: F401  (registers `redis_server`)
+
+    def test_something(redis_server: RedisServer) -> None:
+        limiter = RedisRateLimiter(redis_server.url, rate=10)
+
+Without a ``redis-server`` binary the test is skipped locally, but fails when
+the ``CI`` environment variable is set: a missing server in CI is a broken
+setup, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+__all__ = ["RedisServer", "redis_server", "redis_server_fixture", "start_redis"]
+
+#: Seconds to wait for a started server to answer PING.
+STARTUP_TIMEOUT = 10.0
+
+
+class RedisServer:
+    """One ``redis-server`` process on ``127.0.0.1:port``; no persistence.
+
+    ``stop()`` then ``start()`` brings it back on the same port (empty), for
+    "Redis went away and came back" tests; ``pause()`` / ``resume()`` freeze
+    it (SIGSTOP / SIGCONT) so that connections open but nothing answers.
+    """
+
+    def __init__(self, binary: str, *, password: str | None = None) -> None:
+        self.binary = binary
+        self.password = password
+        self.port = _free_port()
+        self._dir = tempfile.TemporaryDirectory(prefix="redis-test-")
+        self._log = Path(self._dir.name) / "redis.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://[:password@]127.0.0.1:port/0``."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the server (again) and return once it answers PING."""
+        if self._process is not None:
+            raise RuntimeError("redis-server is already running")
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--dir", self._dir.name,
+            "--loglevel", "warning",
+        ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        # Output goes to a file: an undrained pipe could block the server.
+        with self._log.open("ab") as log:
+            self._process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self._answers_ping():
+            if self._process.poll() is not None:
+                self._process = None
+                output = self._log.read_text(errors="replace").strip()
+                raise RuntimeError(f"redis-server exited at start: {output[-2000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not answer PING within {STARTUP_TIMEOUT}s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL if it lingers) and wait for it."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.send_signal(signal.SIGCONT)  # a paused server can't act on SIGTERM
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def pause(self) -> None:
+        """Freeze the server: connections still open, but no command is answered."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo `pause`."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        """Stop the server and remove its working directory."""
+        self.stop()
+        self._dir.cleanup()
+
+    def _answers_ping(self) -> bool:
+        command = b"PING\r\n"
+        if self.password:
+            command = f"AUTH {self.password}\r\n".encode() + command
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as conn:
+                conn.sendall(command)
+                reply = b""
+                while b"PONG" not in reply and len(reply) < 256:
+                    chunk = conn.recv(256)
+                    if not chunk:
+                        break
+                    reply += chunk
+                return b"PONG" in reply
+        except OSError:
+            return False
+
+
+def redis_server_binary() -> str:
+    """The ``redis-server`` path; skips the test locally, fails it under CI, when missing."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must provide it", pytrace=False)
+        pytest.skip(message)
+    return binary
+
+
+def start_redis(*, password: str | None = None) -> RedisServer:
+    """Start a fresh ``redis-server`` on a free loopback port; the caller must `close` it."""
+    server = RedisServer(redis_server_binary(), password=password)
+    try:
+        server.start()
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
+@pytest.fixture(name="redis_server")
+def redis_server_fixture() -> Iterator[RedisServer]:
+    """A running ``redis-server`` for one test, stopped and removed after it."""
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+# Importing the fixture by its own name works too, but then every test that
+# takes a `redis_server` argument shadows the import (ruff F811).
+redis_server = redis_server_fixture
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,0 +1,478 @@
+"""The Redis-backed limiter against a real redis-server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+import trio
+from redis_server import RedisServer, redis_server_fixture, start_redis  # noqa: F401
+
+from convoso_async.errors import ConfigurationError, ConvosoError
+from convoso_async.ratelimit import Limiter, RateLimiter
+from convoso_async.redis_limiter import (
+    DEFAULT_SLACK,
+    RateLimiterUnavailableError,
+    RedisRateLimiter,
+)
+
+pytestmark = pytest.mark.redis
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "pw-S3CRET-9d8c7b"
+
+
+def interval(rate: float, period: float = 1.0) -> float:
+    """The spacing the limiter promises between two grants, in seconds."""
+    return period * (1 + DEFAULT_SLACK) / rate
+
+
+class CountingLimiter:
+    """A fallback that grants at once and counts how often it was asked."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return "CountingLimiter()"
+
+    async def acquire(self) -> None:
+        self.calls += 1
+
+
+async def key_exists(server: RedisServer, key: str) -> bool:
+    async with aioredis.Redis.from_url(server.url) as client:
+        return bool(await client.exists(key))
+
+
+# --- pacing ---------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_grants_are_spaced_by_the_rate(redis_server: RedisServer) -> None:
+    async with RedisRateLimiter(redis_server.url, rate=20) as limiter:
+        assert isinstance(limiter, RateLimiter)
+        start = time.monotonic()
+        with anyio.fail_after(10):
+            for _ in range(6):
+                await limiter.acquire()
+        elapsed = time.monotonic() - start
+    # Five intervals between six grants: the sixth slot is 5 intervals after
+    # the first, which came no earlier than `start`.
+    assert elapsed >= 5 * interval(20) * 0.999
+    assert elapsed < 5 * interval(20) + 3.0
+
+
+@pytest.mark.asyncio
+async def test_burst_goes_at_once_then_requests_are_spaced(redis_server: RedisServer) -> None:
+    async with RedisRateLimiter(redis_server.url, rate=2, burst=3) as limiter:
+        start = time.monotonic()
+        with anyio.fail_after(10):
+            for _ in range(3):
+                await limiter.acquire()
+            burst_done = time.monotonic()
+            await limiter.acquire()
+        fourth_done = time.monotonic()
+    # Without a burst, three grants at rate 2/s take a full second.
+    assert burst_done - start < interval(2) * 0.8
+    assert fourth_done - start >= interval(2) * 0.999
+
+
+@pytest.mark.asyncio
+async def test_state_is_one_short_lived_key(redis_server: RedisServer) -> None:
+    async with (
+        aioredis.Redis.from_url(redis_server.url) as client,
+        RedisRateLimiter(client, key="app:limit", rate=10) as limiter,
+    ):
+        for _ in range(3):
+            await limiter.acquire()
+        assert await client.keys("*") == [b"app:limit"]
+        assert await client.type("app:limit") == b"string"
+        # The key lives only until the last reserved slot has passed.
+        ttl_ms = await client.pttl("app:limit")
+        assert 0 < ttl_ms <= 3 * interval(10) * 1000 + 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("skew", [-3600.0, 3600.0])
+async def test_slots_are_timed_by_the_redis_clock(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, skew: float
+) -> None:
+    async with (
+        aioredis.Redis.from_url(redis_server.url) as client,
+        RedisRateLimiter(client, key="k", rate=1) as limiter,
+    ):
+        seconds, micros = await client.time()
+        next_slot_us = seconds * 1_000_000 + micros + 300_000
+        await client.set("k", str(next_slot_us), px=10_000)
+        # A limiter that trusted this process's wall clock would wait an hour
+        # (clock behind) or go at once (clock ahead).
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() + skew)
+        start = time.monotonic()
+        with anyio.fail_after(5):
+            await limiter.acquire()
+        assert time.monotonic() - start >= 0.25
+
+
+@pytest.mark.asyncio
+async def test_script_is_reloaded_after_script_flush(redis_server: RedisServer) -> None:
+    async with (
+        aioredis.Redis.from_url(redis_server.url) as client,
+        RedisRateLimiter(client, rate=1000) as limiter,
+    ):
+        await limiter.acquire()
+        await client.script_flush()
+        with anyio.fail_after(5):
+            await limiter.acquire()
+        assert await client.exists("convoso:ratelimit")
+
+
+@pytest.mark.asyncio
+async def test_cancelled_waiters_lose_at_most_one_slot(redis_server: RedisServer) -> None:
+    step = interval(2.5)
+    async with RedisRateLimiter(redis_server.url, rate=2.5) as limiter:
+        start = time.monotonic()
+        await limiter.acquire()
+        # Four tasks wait; only one of them has reserved a slot at Redis, the
+        # others queue in this process. All are cancelled.
+        with anyio.move_on_after(step / 4) as scope:
+            async with anyio.create_task_group() as tasks:
+                for _ in range(4):
+                    tasks.start_soon(limiter.acquire)
+        assert scope.cancelled_caught
+        with anyio.fail_after(10):
+            await limiter.acquire()
+        elapsed = time.monotonic() - start
+    # Slot 2 went unused; this call got slot 3 (slots 2-5 if every waiter
+    # had reserved one).
+    assert elapsed >= 2 * step * 0.999
+    assert elapsed < 4 * step
+
+
+# --- several processes ----------------------------------------------------
+
+WORKER = """
+import asyncio, json, sys, time
+import redis.asyncio as aioredis
+from convoso_async.redis_limiter import RedisRateLimiter
+
+url, key, rate, duration, tasks = sys.argv[1:6]
+
+async def main():
+    async with aioredis.Redis.from_url(url) as client:
+        limiter = RedisRateLimiter(client, key=key, rate=float(rate))
+        await client.ping()  # connect before the start signal
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        stamps = []
+        end = time.monotonic() + float(duration)
+
+        async def run():
+            while time.monotonic() < end:
+                await limiter.acquire()
+                stamps.append(time.time())
+
+        await asyncio.gather(*(run() for _ in range(int(tasks))))
+        print(json.dumps(stamps), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def most_in_any_window(stamps: list[float], window: float) -> int:
+    """The largest number of stamps in any half-open interval of length ``window``."""
+    stamps = sorted(stamps)
+    most, first = 0, 0
+    for last, stamp in enumerate(stamps):
+        while stamp - stamps[first] >= window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def test_four_processes_share_one_rate(redis_server: RedisServer) -> None:
+    rate, duration = 50, 3.0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *sys.path])}
+    args = [redis_server.url, "shared", str(rate), str(duration), "2"]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready"
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        results = [worker.communicate(timeout=30)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    per_worker = [json.loads(output) for output in results]
+    stamps = sorted(stamp for worker_stamps in per_worker for stamp in worker_stamps)
+
+    assert all(per_worker), "every process got grants"
+    achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert achieved >= 0.9 * rate
+    assert most_in_any_window(stamps, 1.0) <= rate
+
+
+# --- Redis slow or gone ---------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_stopped_redis_raises_unavailable_promptly(redis_server: RedisServer) -> None:
+    async with RedisRateLimiter(redis_server.url, key="k", rate=100, timeout=1.0) as limiter:
+        await limiter.acquire()
+        redis_server.stop()
+        start = time.monotonic()
+        with pytest.raises(RateLimiterUnavailableError) as caught:
+            await limiter.acquire()
+        assert time.monotonic() - start < 1.0 + 2.0
+    error = caught.value
+    assert isinstance(error, ConvosoError)
+    assert error.key == "k"
+    assert f"127.0.0.1:{redis_server.port}" in str(error)
+    assert "'k'" in str(error)
+
+
+@pytest.mark.asyncio
+async def test_frozen_redis_fails_every_waiting_caller_within_one_timeout(
+    redis_server: RedisServer,
+) -> None:
+    timeout = 0.5
+    async with RedisRateLimiter(redis_server.url, rate=1000, timeout=timeout) as limiter:
+        await limiter.acquire()
+        redis_server.pause()
+        try:
+            errors: list[BaseException] = []
+
+            async def call() -> None:
+                try:
+                    await limiter.acquire()
+                except RateLimiterUnavailableError as exc:
+                    errors.append(exc)
+
+            start = time.monotonic()
+            with anyio.fail_after(10 * timeout + 5):
+                async with anyio.create_task_group() as tasks:
+                    for _ in range(5):
+                        tasks.start_soon(call)
+            elapsed = time.monotonic() - start
+        finally:
+            redis_server.resume()
+    assert len(errors) == 5
+    assert "did not answer within 0.5s" in str(errors[0])
+    # Callers queued behind the first share its failure instead of each
+    # waiting out a timeout of their own (which would take 5 timeouts).
+    assert elapsed < 3 * timeout
+
+
+@pytest.mark.asyncio
+async def test_fallback_paces_during_an_outage_and_warns_once_per_outage(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="convoso_async")
+    fallback = CountingLimiter()
+    # rate=1: each Redis grant leaves the key for a second, long enough to see.
+    limiter = RedisRateLimiter(
+        redis_server.url, key="k", rate=1, fallback=fallback, retry_interval=0.05
+    )
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    async with limiter:
+        await limiter.acquire()
+        assert fallback.calls == 0
+
+        redis_server.stop()
+        with anyio.fail_after(10):
+            for _ in range(20):  # spans several retry intervals, so Redis is retried
+                await limiter.acquire()
+                await anyio.sleep(0.01)
+        assert fallback.calls == 20
+        assert len(warnings()) == 1
+        assert "CountingLimiter()" in warnings()[0]
+
+        redis_server.start()  # empty: the key appears only if Redis is used again
+        await anyio.sleep(0.1)
+        with anyio.fail_after(10):
+            await limiter.acquire()
+        assert fallback.calls == 20
+        assert await key_exists(redis_server, "k")
+        assert any("answers again" in r.getMessage() for r in caplog.records)
+
+        redis_server.stop()
+        with anyio.fail_after(10):
+            await limiter.acquire()
+        assert fallback.calls == 21
+        assert len(warnings()) == 2
+
+
+@pytest.mark.asyncio
+async def test_fallback_does_not_wait_on_frozen_redis_every_call(
+    redis_server: RedisServer,
+) -> None:
+    timeout = 0.3
+    fallback = CountingLimiter()
+    async with RedisRateLimiter(
+        redis_server.url, rate=1000, timeout=timeout, fallback=fallback, retry_interval=60
+    ) as limiter:
+        await limiter.acquire()
+        redis_server.pause()
+        try:
+            start = time.monotonic()
+            with anyio.fail_after(30 * timeout):
+                for _ in range(10):
+                    await limiter.acquire()
+            elapsed = time.monotonic() - start
+        finally:
+            redis_server.resume()
+    assert fallback.calls == 10
+    # One probe waits out its timeout; asking Redis each call would take 10.
+    assert elapsed < 4 * timeout
+
+
+# --- secrets, misuse, lifecycle -------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_password_never_shows_in_repr_or_errors() -> None:
+    server = start_redis(password=PASSWORD)
+    try:
+        limiter = RedisRateLimiter(server.url, key="k", rate=100, timeout=1.0)
+        assert PASSWORD not in repr(limiter)
+        assert ":***@127.0.0.1" in repr(limiter)
+        async with limiter:
+            await limiter.acquire()  # the password really is used
+            server.stop()
+            with pytest.raises(RateLimiterUnavailableError) as caught:
+                await limiter.acquire()
+    finally:
+        server.close()
+    assert PASSWORD not in str(caught.value)
+    assert PASSWORD not in caught.value.server
+    assert PASSWORD not in repr(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_wrong_password_is_reported_without_it() -> None:
+    server = start_redis(password=PASSWORD)
+    wrong = "wrong-PW-1234"
+    try:
+        url = f"redis://:{wrong}@127.0.0.1:{server.port}/0"
+        async with RedisRateLimiter(url, rate=100, timeout=1.0) as limiter:
+            with pytest.raises(RateLimiterUnavailableError) as caught:
+                await limiter.acquire()
+    finally:
+        server.close()
+    assert "AuthenticationError" in str(caught.value)
+    assert wrong not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("redis://app:s3cret@cache:6379/2", "redis://app:***@cache:6379/2"),
+        ("rediss://s3cret@cache", "rediss://***@cache"),
+        ("redis://cache:6379/0?password=s3cret&db=1", "redis://cache:6379/0?password=***&db=1"),
+        ("unix:///run/redis.sock?db=0", "unix:///run/redis.sock?db=0"),
+    ],
+)
+def test_repr_hides_the_password(url: str, shown: str) -> None:
+    limiter = RedisRateLimiter(url, rate=10)
+    assert "s3cret" not in repr(limiter)
+    assert repr(limiter).startswith(f"RedisRateLimiter({shown!r}, key='convoso:ratelimit'")
+
+
+def test_repr_of_a_callers_client_hides_its_password() -> None:
+    client = aioredis.Redis(host="cache", port=6380, db=3, password="s3cret")
+    limiter = RedisRateLimiter(client, rate=10)
+    assert "s3cret" not in repr(limiter)
+    assert "redis://:***@cache:6380/3" in repr(limiter)
+
+
+def test_trio_gets_a_clear_error() -> None:
+    limiter = RedisRateLimiter("redis://127.0.0.1:1/0", rate=10)
+    with pytest.raises(ConfigurationError, match=r"needs asyncio.*trio"):
+        trio.run(limiter.acquire)
+
+
+def test_one_limiter_serves_successive_event_loops(redis_server: RedisServer) -> None:
+    # A script's second asyncio.run(), or a test per event loop: the
+    # connections of a closed loop must not be reused.
+    limiter = RedisRateLimiter(redis_server.url, rate=1000)
+
+    async def acquire_and_close() -> None:
+        await limiter.acquire()
+        await limiter.aclose()
+
+    asyncio.run(limiter.acquire())
+    asyncio.run(acquire_and_close())
+    asyncio.run(limiter.acquire())
+    asyncio.run(limiter.aclose())  # the previous loop, and its connections, are gone
+
+
+@pytest.mark.asyncio
+async def test_aclose_leaves_a_callers_client_open(redis_server: RedisServer) -> None:
+    async with aioredis.Redis.from_url(redis_server.url) as client:
+        limiter = RedisRateLimiter(client, rate=1000)
+        await limiter.acquire()
+        await limiter.aclose()
+        assert await client.ping()
+
+
+def test_sync_client_is_rejected_with_a_hint() -> None:
+    import redis
+
+    with pytest.raises(TypeError, match="synchronous"):
+        RedisRateLimiter(redis.Redis(), rate=10)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda: RedisRateLimiter("redis://h", rate=0), ValueError),
+        (lambda: RedisRateLimiter("redis://h", rate=True), TypeError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, period=float("inf")), ValueError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, burst=0), ValueError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, burst=1.5), ValueError),  # type: ignore[arg-type]
+        (lambda: RedisRateLimiter("redis://h", rate=10, timeout=0), ValueError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, key=""), ValueError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, slack=1.0), ValueError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, fallback=10), TypeError),  # type: ignore[arg-type]
+        (lambda: RedisRateLimiter("http://:s3cret@h", rate=10), ConfigurationError),
+    ],
+)
+def test_bad_arguments_are_rejected(make: Callable[[], object], error: type[Exception]) -> None:
+    with pytest.raises(error) as caught:
+        make()
+    assert "s3cret" not in str(caught.value)
+
+
+def test_fallback_limiter_is_named_in_repr() -> None:
+    limiter = RedisRateLimiter("redis://h", rate=10, fallback=Limiter(2.5))
+    assert repr(limiter).endswith("burst=1, fallback=Limiter(rate=2.5, period=1))")
