@@ -1,0 +1,98 @@
+"""Several worker processes, one Redis-held rate limit, one fake Convoso enforcing it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis_server import RedisServer, redis_server_fixture  # noqa: F401
+
+from convoso_async.testing import FakeConvoso
+
+pytestmark = pytest.mark.redis
+
+WORKER = Path(__file__).with_name("redis_worker.py")
+
+
+def start_workers(
+    url: str,
+    redis_url: str,
+    rate: float,
+    fallback_rate: float,
+    groups: list[list[str]],
+    tmp_path: Path,
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    key = f"convoso:test:{uuid.uuid4().hex}"
+    workers = []
+    for number, ids in enumerate(groups):
+        out = tmp_path / f"worker{number}.json"
+        argv = [str(out), url, redis_url, key, str(rate), str(fallback_rate), *ids]
+        process = subprocess.Popen([sys.executable, str(WORKER), *argv], stderr=subprocess.PIPE)
+        workers.append((process, out))
+    return workers
+
+
+def finish(workers: list[tuple[subprocess.Popen[bytes], Path]]) -> list[dict[str, Any]]:
+    results = []
+    for process, out in workers:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()
+        results.append(json.loads(out.read_text()))
+    return results
+
+
+def test_four_workers_stay_under_one_account_limit(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    rate = 40
+    fake = FakeConvoso(campaigns=200, rate_limit=rate)
+    ids = list(fake.statuses())
+    groups = [ids[n::4] for n in range(4)]
+    with fake.serve_in_thread() as url:
+        results = finish(start_workers(url, redis_server.url, rate, 0, groups, tmp_path))
+    succeeded = [i for r in results for i in r["succeeded"]]
+    assert sorted(succeeded) == sorted(ids)
+    assert all(not r["failed"] for r in results)
+    statuses = [r.status for r in fake.requests]
+    assert 429 not in statuses
+    assert fake.max_in_window(1.0, path=None, accepted_only=False) <= rate
+    assert set(fake.statuses().values()) == {"N"}
+
+
+@pytest.mark.parametrize("fallback_rate", [0, 10])
+def test_redis_stopped_mid_run_every_campaign_is_accounted_for(
+    redis_server: RedisServer, tmp_path: Path, fallback_rate: float
+) -> None:
+    rate = 40
+    fake = FakeConvoso(campaigns=160)
+    ids = list(fake.statuses())
+    groups = [ids[:80], ids[80:]]
+    with fake.serve_in_thread() as url:
+        workers = start_workers(url, redis_server.url, rate, fallback_rate, groups, tmp_path)
+        deadline = time.monotonic() + 30
+        while len(fake.requests) < 40 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        redis_server.stop()
+        results = finish(workers)
+    accounted: list[str] = []
+    for group, result in zip(groups, results, strict=True):
+        buckets = [*result["succeeded"], *result["failed"], *result["skipped"]]
+        assert sorted(buckets) == sorted(group)  # each id in exactly one bucket
+        accounted += buckets
+    assert sorted(accounted) == sorted(ids)
+    failed = {i: e for r in results for i, e in r["failed"].items()}
+    if fallback_rate:
+        assert failed == {}  # the local fallback carried the run
+    else:
+        assert failed, "with Redis gone and no fallback, the rest must fail"
+        assert set(failed.values()) == {"RateLimiterUnavailableError"}
+    states = fake.statuses()
+    for result in results:
+        for campaign_id in result["succeeded"]:
+            assert states[campaign_id] == "N"
