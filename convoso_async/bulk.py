@@ -11,7 +11,7 @@ the others. Works on asyncio and trio (anyio).
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
 import anyio
@@ -84,7 +84,7 @@ async def stream(
     operation: Callable[[K], Awaitable[T]],
     *,
     max_concurrency: int,
-) -> AsyncIterator[Outcome[K, T]]:
+) -> AsyncGenerator[Outcome[K, T], None]:
     """Like `run_all`, yielding each outcome as it completes.
 
     To stop early, close the iterator in the task that iterates it

@@ -8,7 +8,7 @@ mapping happen below it (`convoso_async.transport`); bulk accounting beside it
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from . import changes
@@ -165,7 +165,7 @@ class Campaigns:
         active: bool,
         *,
         max_concurrency: int | None = None,
-    ) -> AsyncIterator[StatusOutcome]:
+    ) -> AsyncGenerator[StatusOutcome, None]:
         """Set many campaigns to one state, yielding a `StatusOutcome` as each completes.
 
             >>> async for outcome in convoso.campaigns.iter_set_status(ids, True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from types import MappingProxyType
 
 import attrs
@@ -227,7 +227,7 @@ async def apply(
 
 async def stream(
     targets: Mapping[str, bool], *, send: SendStatus, max_concurrency: int
-) -> AsyncIterator[StatusOutcome]:
+) -> AsyncGenerator[StatusOutcome, None]:
     """Send every change of ``targets``, yielding a `StatusOutcome` as each completes."""
 
     counters: dict[str, AttemptCounter] = {}

@@ -1,0 +1,166 @@
+"""A FastAPI backend that keeps one `AsyncConvoso` for its whole life.
+
+The client is made once, in the app's lifespan, so every request shares its
+connection pool, its rate limiter and its 429 pause; it is closed at shutdown.
+Run it from the project root (``pip install fastapi uvicorn`` first)::
+
+    CONVOSO_AUTH_TOKEN=... uvicorn examples.fastapi_app:app
+    curl 'http://127.0.0.1:8000/campaigns?active=true'
+    curl -X POST http://127.0.0.1:8000/campaigns/bulk-status -H 'Content-Type: application/json' \\
+         -d '{"campaign_ids": ["111", "222"], "active": false, "skip_unchanged": true}'
+
+No account? ``python -m convoso_async.testing --port 8001`` serves a fake
+Convoso; start the app with ``CONVOSO_AUTH_TOKEN=test-token
+CONVOSO_BASE_URL=http://127.0.0.1:8001/v1``. ``CONVOSO_RATE_LIMIT=10`` paces
+this process to 10 requests a second.
+
+Several worker processes (``uvicorn --workers 4``) each make their own client,
+and a per-process limit would let the account see four times the rate. Give
+every worker one shared budget instead: pass
+``rate_limit=RedisRateLimiter("redis://127.0.0.1:6379/0", rate=10)`` (from
+``convoso_async.redis_limiter``) in a `create_app` ``client_factory``.
+
+The bulk endpoint answers 200 when every campaign succeeded and 207
+(multi-status) when some failed, with the outcome of each. Convoso failing
+outright (a rejected token, an outage) is a 502: the fault is upstream, not
+the caller's. Bodies are validated before anything is sent (422).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, StringConstraints
+
+from convoso_async import AsyncConvoso, AuthenticationError, ConfigurationError, ConvosoError
+
+ClientFactory = Callable[[], AsyncConvoso]
+#: Bounds one request's work; larger jobs belong in a queue, not an HTTP call.
+MAX_IDS = 10_000
+CampaignId = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class BulkStatusRequest(BaseModel):
+    """Body of ``POST /campaigns/bulk-status``; strict, so ``"false"`` can't mean true."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo'd option must not be ignored
+    campaign_ids: list[CampaignId] = Field(min_length=1, max_length=MAX_IDS)
+    active: StrictBool
+    skip_unchanged: StrictBool = False
+    dry_run: StrictBool = False
+
+
+class Failure(BaseModel):
+    """Why one campaign failed: the error class and its message."""
+
+    error: str
+    message: str
+
+
+class BulkStatusResponse(BaseModel):
+    """Where every campaign ended up; ``planned`` lists what a dry run would send."""
+
+    succeeded: list[str]
+    failed: dict[str, Failure]
+    skipped: list[str]
+    planned: list[str]
+    dry_run: bool
+    summary: str
+
+
+class CampaignOut(BaseModel):
+    """One campaign as this API shows it."""
+
+    id: str
+    name: str
+    active: bool
+    last_call_date: str | None
+
+
+def client_from_env() -> AsyncConvoso:
+    """The client from CONVOSO_AUTH_TOKEN, CONVOSO_BASE_URL and CONVOSO_RATE_LIMIT."""
+    rate = os.environ.get("CONVOSO_RATE_LIMIT", "").strip()
+    try:
+        return AsyncConvoso(rate_limit=float(rate) if rate else None)
+    except ValueError:
+        raise ConfigurationError(
+            f"CONVOSO_RATE_LIMIT must be requests per second, not {rate!r}"
+        ) from None
+
+
+def get_convoso(request: Request) -> AsyncConvoso:
+    """The app's one client, made by the lifespan."""
+    convoso: AsyncConvoso = request.app.state.convoso
+    return convoso
+
+
+Convoso = Annotated[AsyncConvoso, Depends(get_convoso)]
+
+
+def create_app(client_factory: ClientFactory | None = None) -> FastAPI:
+    """The app; ``client_factory`` (default: `client_from_env`) makes its one client."""
+    make_client = client_factory or client_from_env
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with make_client() as convoso:
+            app.state.convoso = convoso
+            yield
+
+    app = FastAPI(title="Convoso campaigns", lifespan=lifespan)
+
+    @app.exception_handler(ConvosoError)
+    async def upstream_failed(request: Request, error: Exception) -> JSONResponse:
+        # Messages never carry the token (a library guarantee), so they can be shown.
+        message = str(error)
+        if isinstance(error, AuthenticationError):
+            message = f"this service's Convoso token was rejected: {message}"
+        return JSONResponse({"error": type(error).__name__, "message": message}, status_code=502)
+
+    @app.get("/campaigns")
+    async def list_campaigns(convoso: Convoso, active: bool | None = None) -> list[CampaignOut]:
+        """Every campaign, or only the active (``?active=true``) or inactive ones."""
+        return [
+            CampaignOut(
+                id=c.id,
+                name=c.name,
+                active=c.is_active,
+                last_call_date=c.last_call_date.date.isoformat() if c.last_call_date else None,
+            )
+            for c in await convoso.campaigns.search()
+            if active is None or c.is_active == active
+        ]
+
+    @app.post("/campaigns/bulk-status", responses={207: {"model": BulkStatusResponse}})
+    async def bulk_status(
+        body: BulkStatusRequest, convoso: Convoso, response: Response
+    ) -> BulkStatusResponse:
+        """Set every listed campaign to ``active``; 207 if any failed."""
+        result = await convoso.campaigns.set_status_many(
+            body.campaign_ids,
+            body.active,
+            skip_unchanged=body.skip_unchanged,
+            dry_run=body.dry_run,
+        )
+        response.status_code = 200 if result.ok else 207
+        return BulkStatusResponse(
+            succeeded=list(result.succeeded),
+            failed={
+                cid: Failure(error=type(e).__name__, message=str(e))
+                for cid, e in result.failed.items()
+            },
+            skipped=list(result.skipped),
+            planned=list(result.planned),
+            dry_run=result.dry_run,
+            summary=result.summary(),
+        )
+
+    return app
+
+
+app = create_app()
