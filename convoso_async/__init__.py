@@ -31,6 +31,7 @@ from .errors import (
 from .models import Campaign, CampaignStatus, LastCallDate
 from .ratelimit import Limiter, RateLimiter
 from .retry import set_testing
+from .schedule import Schedule, ScheduleError
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,8 @@ __all__ = [
     "RateLimitError",
     "RateLimiter",
     "ResponseDecodeError",
+    "Schedule",
+    "ScheduleError",
     "ServerError",
     "StatusOutcome",
     "__version__",

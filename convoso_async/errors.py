@@ -1,7 +1,8 @@
 """Every error this library raises, in one tree.
 
     ConvosoError
-     ├─ ConfigurationError          bad setup: missing token, bad option, bad schedule
+     ├─ ConfigurationError          bad setup: missing token, bad option
+     │   └─ ScheduleError            a schedule file's problem, as "file:line: problem"
      ├─ APIError                    Convoso answered `success: false`
      │   ├─ AuthenticationError      invalid token (HTTP 401 too)
      │   ├─ PermissionDeniedError    insufficient permissions (HTTP 403 too)
@@ -13,7 +14,12 @@
      ├─ APIConnectionError          network failure after retries
      │   └─ APITimeoutError
      ├─ ResponseDecodeError         body is not JSON or not the documented shape
+     ├─ RateLimiterUnavailableError the shared (Redis) limiter did not answer in time
      └─ BatchError                  raised by `BatchResult.raise_for_failures()`
+
+`ScheduleError` lives in `convoso_async.schedule` and
+`RateLimiterUnavailableError` in `convoso_async.redis_limiter` (the optional
+``redis`` extra), beside the code that raises them.
 
 No message ever carries the auth token: messages are built only from the
 campaign id, the API path, the status code and Convoso's own error text.
