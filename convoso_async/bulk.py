@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Itera
 from typing import Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 __all__ = ["Outcome", "run_all", "stream", "unique"]
@@ -68,6 +69,9 @@ async def run_all(
 
     async def worker() -> None:
         for key in pending:  # shared iterator: each key is taken by exactly one worker
+            # An operation that finished in the same tick as a cancel must not
+            # let its worker start the next key.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             outcome = await _outcome(operation, key)
             outcomes.append(outcome)
             if on_outcome is not None:
@@ -101,7 +105,15 @@ async def stream(
                 keys, operation, max_concurrency=max_concurrency, on_outcome=send.send_nowait
             )
 
-    async with anyio.create_task_group() as group, receive:
-        group.start_soon(produce)
-        async for outcome in receive:
-            yield outcome
+    # The receiving end closes only after the workers are gone, so a worker
+    # finishing as the consumer leaves never sends into a closed stream.
+    with receive:
+        async with anyio.create_task_group() as group:
+            group.start_soon(produce)
+            try:
+                async for outcome in receive:
+                    yield outcome
+            except GeneratorExit:
+                # The consumer closed us early: cancel the work and end quietly
+                # (letting GeneratorExit through the task group would wrap it).
+                group.cancel_scope.cancel()

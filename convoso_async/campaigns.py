@@ -8,6 +8,7 @@ mapping happen below it (`convoso_async.transport`); bulk accounting beside it
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -30,8 +31,9 @@ def check_campaign_id(campaign_id: object) -> str:
     """A campaign id as Convoso wants it: a non-empty string (an int becomes its digits)."""
     if isinstance(campaign_id, bool) or not isinstance(campaign_id, (str, int)):
         raise TypeError(f"campaign_id must be a string or an int, not {type(campaign_id).__name__}")
-    text = str(campaign_id)
-    if not text.strip():
+    # Ids read from files and forms often carry stray spaces; Convoso's never do.
+    text = str(campaign_id).strip()
+    if not text:
         raise ValueError("campaign_id must not be empty")
     return text
 
@@ -179,10 +181,11 @@ class Campaigns:
         ids = _check_ids(campaign_ids)
         limit = self._client.max_concurrency if max_concurrency is None else max_concurrency
         _check_concurrency(limit)
-        async for outcome in changes.stream(
-            dict.fromkeys(ids, wanted), send=self._send, max_concurrency=limit
-        ):
-            yield outcome
+        async with contextlib.aclosing(
+            changes.stream(dict.fromkeys(ids, wanted), send=self._send, max_concurrency=limit)
+        ) as outcomes:
+            async for outcome in outcomes:
+                yield outcome
 
     async def _send(self, campaign_id: str, active: bool, counter: AttemptCounter | None) -> None:
         payload = await self._client._post(

@@ -8,6 +8,7 @@ logger. The campaigns resource calls this; it does not know HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
@@ -17,7 +18,7 @@ import attrs
 
 from . import bulk
 from .errors import BatchError, CampaignNotFoundError
-from .log import audit_logger
+from .log import audit_logger, logger
 from .models import Campaign
 from .transport import AttemptCounter
 
@@ -153,9 +154,17 @@ async def apply(
     current: dict[str, bool] = {}
 
     def progress() -> None:
-        if on_progress is not None:
-            done = len(succeeded) + len(failed) + len(skipped)
+        nonlocal on_progress
+        if on_progress is None:
+            return
+        done = len(succeeded) + len(failed) + len(skipped)
+        try:
             on_progress(BatchProgress(done, total, len(succeeded), len(failed), len(skipped)))
+        except Exception:
+            # A broken progress display must not abort the batch and lose the
+            # accounting of campaigns already changed: report it once, go on.
+            logger.exception("on_progress raised; progress reports are off for this batch")
+            on_progress = None
 
     if skip_unchanged or dry_run:
         current = {campaign.id: campaign.is_active for campaign in await search()}
@@ -236,11 +245,16 @@ async def stream(
         counter = counters[campaign_id] = AttemptCounter()
         await send(campaign_id, targets[campaign_id], counter)
 
-    async for outcome in bulk.stream(targets, change, max_concurrency=max_concurrency):
-        active = targets[outcome.key]
-        tries = counters.pop(outcome.key).attempts
-        if outcome.error is None:
-            _audit(outcome.key, active, "succeeded", tries)
-        else:
-            _audit(outcome.key, active, "failed", tries, error=type(outcome.error).__name__)
-        yield StatusOutcome(outcome.key, active, outcome.error, tries)
+    # `async for` alone would not close the inner generator when we are
+    # closed early; aclosing does, in this task, which cancels its work.
+    async with contextlib.aclosing(
+        bulk.stream(targets, change, max_concurrency=max_concurrency)
+    ) as outcomes:
+        async for outcome in outcomes:
+            active = targets[outcome.key]
+            tries = counters.pop(outcome.key).attempts
+            if outcome.error is None:
+                _audit(outcome.key, active, "succeeded", tries)
+            else:
+                _audit(outcome.key, active, "failed", tries, error=type(outcome.error).__name__)
+            yield StatusOutcome(outcome.key, active, outcome.error, tries)

@@ -144,6 +144,12 @@ class Pipeline:
         await self.pause.wait()
         if self.limiter is not None:
             await self.limiter.acquire()
+            # A 429 may have paused the client while this task queued on the
+            # limiter: wait it out, then take a fresh slot so the pacing
+            # holds (keeping the old slot would release a burst at the end).
+            while self.pause.remaining > 0:
+                await self.pause.wait()
+                await self.limiter.acquire()
         started = time.perf_counter()
         try:
             response = await http.post(url, content=body, headers=_FORM_HEADERS, timeout=timeout)
