@@ -173,3 +173,34 @@ async def test_int_id_is_sent_as_its_digits_and_status_as_lowercase(
         assert request.method == "POST"
         assert request.headers["content-type"] == "application/x-www-form-urlencoded"
         assert request.url.query == b""
+
+
+@pytest.mark.anyio
+async def test_spaces_around_ids_are_dropped_so_duplicates_collapse(
+    convoso: AsyncConvoso, api: respx.MockRouter
+) -> None:
+    route = api.post("/campaigns/status").respond(json={"success": True})
+    result = await convoso.campaigns.set_status_many([" 5", "5 ", 5], True)
+    assert result.succeeded == ("5",)
+    assert route.call_count == 1
+    assert route.calls.last.request.content.endswith(b"campaign_id=5&status=true")
+
+
+@pytest.mark.anyio
+async def test_a_raising_on_progress_never_aborts_the_batch(
+    convoso: AsyncConvoso, api: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.post("/campaigns/status").respond(json={"success": True})
+    calls = 0
+
+    def broken(_: object) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("display went away")
+
+    result = await convoso.campaigns.set_status_many(
+        [str(i) for i in range(20)], True, on_progress=broken
+    )
+    assert len(result.succeeded) == 20
+    assert calls == 1  # reported once, then switched off
+    assert "on_progress raised" in caplog.text
