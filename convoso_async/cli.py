@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 import anyio
 
@@ -50,34 +50,28 @@ class UsageError(Exception):
     """A problem with the command line itself: print it, exit 2."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+N = TypeVar("N", int, float)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+def _number(convert: Callable[[str], N], minimum: N, *, above: bool = False) -> Callable[[str], N]:
+    """An argparse type: a finite number at least (or, with ``above``, more than) ``minimum``."""
+    bound = f"more than {minimum}" if above else f"at least {minimum}"
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+_positive_int = _number(int, 1)
+_non_negative_int = _number(int, 0)
+_positive_float = _number(float, 0.0, above=True)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,13 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--concurrency", type=_positive_int, default=8)
     run_parser.add_argument("--rate", type=_positive_float)
 
-    fake = commands.add_parser(
-        "fake-server", help="run the embedded fake Convoso server on loopback"
-    )
-    fake.add_argument("--port", type=_non_negative_int, default=0)
-    fake.add_argument("--campaigns", type=_non_negative_int, default=100)
-    fake.add_argument("--latency", type=float, default=0.0)
-    fake.add_argument("--rate", type=_positive_float)
+    # Listed for --help only: `main` hands "fake-server ..." to the fake's own parser.
+    commands.add_parser("fake-server", help="run the embedded fake Convoso server on loopback")
 
     demo = commands.add_parser(
         "demo", help="bulk-toggle thousands of campaigns on a fake server (no account needed)"
@@ -387,14 +376,6 @@ async def _change(args: argparse.Namespace, stdin: TextIO) -> int:
 
 
 def _dispatch(args: argparse.Namespace, stdin: TextIO) -> int:
-    if args.command == "fake-server":
-        from .testing.__main__ import main as fake_main
-
-        argv = ["--port", str(args.port), "--campaigns", str(args.campaigns)]
-        argv += ["--latency", str(args.latency)]
-        if args.rate is not None:
-            argv += ["--rate", str(args.rate)]
-        return fake_main(argv, prog="convoso fake-server")
     if args.command == "demo":
         from .demo import run_demo
 
@@ -412,6 +393,11 @@ def _dispatch(args: argparse.Namespace, stdin: TextIO) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``convoso`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fake-server"]:
+        from .testing.__main__ import main as fake_main
+
+        return fake_main(argv[1:], prog="convoso fake-server")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -230,3 +230,51 @@ def test_console_script_runs_as_a_process(fake: FakeConvoso, tmp_path: Path) -> 
     assert json.loads(done.stdout)["succeeded"] == ["333"]
     assert "Traceback" not in done.stderr
     assert fake.campaign_status("333") == "N"
+
+
+def test_fake_server_command_serves_until_terminated() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "convoso_async.cli",
+            "fake-server",
+            "--port",
+            "0",
+            "--campaigns",
+            "7",
+            "--latency",
+            "0.001,0.002",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("listening on http://127.0.0.1:")
+        url = line.removeprefix("listening on ")
+        env = {**os.environ, "CONVOSO_AUTH_TOKEN": FakeConvoso.TOKEN}
+        listed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "convoso_async.cli",
+                "campaigns",
+                "list",
+                "--json",
+                "--base-url",
+                url,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert len(json.loads(listed.stdout)) == 7
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
