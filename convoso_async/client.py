@@ -7,7 +7,6 @@ share the pool, the rate limiter and the 429 pause.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 from types import TracebackType
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 
 from .campaigns import Campaigns
+from .connections import Pool
 from .defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONCURRENCY,
@@ -31,58 +31,6 @@ from .retry import RetryPolicy
 from .transport import AttemptCounter, Pipeline
 
 __all__ = ["AsyncConvoso"]
-
-
-class _Pool:
-    """The HTTP client behind a family of `with_options` copies.
-
-    Made lazily, on the first request, because the fastest transport depends
-    on the event loop that is running then: aiohttp's on asyncio, httpx's own
-    on trio (aiohttp is asyncio-only).
-    """
-
-    def __init__(self, http_client: httpx.AsyncClient | None, size: int) -> None:
-        self.owned = http_client is None
-        self.http = http_client
-        self.size = size
-        self.closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def get(self) -> httpx.AsyncClient:
-        if self.closed:
-            raise ConfigurationError("this AsyncConvoso was closed; create a new one")
-        if not self.owned:
-            assert self.http is not None
-            return self.http
-        loop = _running_asyncio_loop()
-        if self.http is None or loop is not self._loop:
-            # A new event loop (a second asyncio.run, say) can't use the old
-            # loop's connections; start afresh rather than fail.
-            self.http = _default_http_client(self.size, asyncio_loop=loop is not None)
-            self._loop = loop
-        return self.http
-
-    async def aclose(self) -> None:
-        self.closed = True
-        if self.owned and self.http is not None:
-            http, self.http = self.http, None
-            await http.aclose()
-
-
-def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:  # trio (or no loop at all)
-        return None
-
-
-def _default_http_client(size: int, *, asyncio_loop: bool) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    if asyncio_loop:
-        from httpx_aiohttp import AiohttpTransport
-
-        return httpx.AsyncClient(transport=AiohttpTransport(limits=limits))
-    return httpx.AsyncClient(limits=limits)
 
 
 class AsyncConvoso:
@@ -137,7 +85,7 @@ class AsyncConvoso:
         self._pipeline = Pipeline(
             base_url=root, auth_token=token, limiter=_check_limiter(rate_limit), pause=PauseGate()
         )
-        self._pool = _Pool(http_client, self._max_concurrency)
+        self._pool = Pool(http_client, self._max_concurrency)
         self._owner = True
         self.campaigns = Campaigns(self)
 
@@ -205,7 +153,7 @@ class AsyncConvoso:
         counter: AttemptCounter | None = None,
     ) -> dict[str, Any]:
         return await self._pipeline.post(
-            self._pool.get(),
+            self._pool,
             path,
             fields,
             timeout=self._timeout,

@@ -13,11 +13,13 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
+from .connections import Pool
 from .errors import (
     APIConnectionError,
     APIError,
@@ -37,8 +39,6 @@ from .ratelimit import PauseGate, RateLimiter
 from .retry import RetryPolicy, is_testing, parse_retry_after
 
 __all__ = ["AttemptCounter", "Pipeline", "decode_answer"]
-
-_FORM_HEADERS = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
 
 # Convoso's documented error codes, then its documented messages for answers
 # that come without a code. Anything else stays a plain APIError.
@@ -100,7 +100,7 @@ class Pipeline:
 
     async def post(
         self,
-        http: httpx.AsyncClient,
+        pool: Pool,
         path: str,
         fields: dict[str, str],
         *,
@@ -116,7 +116,7 @@ class Pipeline:
         async def attempt(number: int) -> dict[str, Any]:
             if counter is not None:
                 counter.attempts = number
-            return await self._attempt(http, url, path, body, timeout, campaign_id, number)
+            return await self._attempt(pool, url, path, body, timeout, campaign_id, number)
 
         def on_retry(error: BaseException, retry_number: int, delay: float) -> None:
             logger.info(
@@ -133,7 +133,7 @@ class Pipeline:
 
     async def _attempt(
         self,
-        http: httpx.AsyncClient,
+        pool: Pool,
         url: str,
         path: str,
         body: bytes,
@@ -141,6 +141,9 @@ class Pipeline:
         campaign_id: str | None,
         number: int,
     ) -> dict[str, Any]:
+        # Make the pool (an SSL context takes tens of ms) before taking a
+        # slot, so the first request is not late against its grant.
+        pool.get()
         await self.pause.wait()
         if self.limiter is not None:
             await self.limiter.acquire()
@@ -152,7 +155,7 @@ class Pipeline:
                 await self.limiter.acquire()
         started = time.perf_counter()
         try:
-            response = await http.post(url, content=body, headers=_FORM_HEADERS, timeout=timeout)
+            response = await pool.post(url, body, timeout)
         except httpx.HTTPError as exc:
             error = self._network_error(exc, path, campaign_id)
             if logger.isEnabledFor(logging.DEBUG):
@@ -195,8 +198,9 @@ class Pipeline:
         cause = exc.__cause__
         timed_out = isinstance(exc, httpx.TimeoutException)
         if cause is not None and _from_aiohttp(cause):
-            # httpx-aiohttp maps any aiohttp connection error (a dropped
-            # keep-alive connection, say) to httpx.ConnectTimeout; look past it.
+            # Decide from aiohttp's own error: httpx-aiohttp (a caller may
+            # pass it) maps any aiohttp connection error, a dropped
+            # keep-alive connection say, to httpx.ConnectTimeout.
             timed_out = isinstance(cause, (asyncio.TimeoutError, TimeoutError)) or (
                 type(cause).__name__ in {"ServerTimeoutError", "ConnectionTimeoutError"}
             )
@@ -222,7 +226,7 @@ def _redact(text: str, secret: str) -> str:
 
 def decode_answer(
     status_code: int,
-    headers: httpx.Headers,
+    headers: Mapping[str, str],
     content: bytes,
     *,
     path: str,

@@ -6,7 +6,8 @@ import httpx
 import pytest
 import respx
 
-from convoso_async import AsyncConvoso, ConfigurationError, Limiter
+import convoso_async
+from convoso_async import APIConnectionError, AsyncConvoso, ConfigurationError, Limiter
 from convoso_async.defaults import DEFAULT_BASE_URL
 
 BASE = "https://api.test.invalid/v1"
@@ -114,7 +115,7 @@ async def test_default_transport_is_aiohttp_on_asyncio_and_httpx_on_trio(
     transport = http._transport
     if anyio_backend == "asyncio":
         assert type(transport).__name__ == "AiohttpTransport"
-        assert transport.limits.max_connections == 13  # type: ignore[attr-defined]
+        assert transport.max_connections == 13  # type: ignore[attr-defined]
     else:
         assert isinstance(transport, httpx.AsyncHTTPTransport)
     await client.aclose()
@@ -204,3 +205,21 @@ async def test_a_raising_on_progress_never_aborts_the_batch(
     assert len(result.succeeded) == 20
     assert calls == 1  # reported once, then switched off
     assert "on_progress raised" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_connection_refused_is_a_connection_error_not_a_timeout(anyio_backend: str) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = AsyncConvoso("t", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1)
+    convoso_async.set_testing(True)
+    try:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.campaigns.search()
+    finally:
+        convoso_async.set_testing(False)
+        await client.aclose()
+    assert type(caught.value) is APIConnectionError

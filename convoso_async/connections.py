@@ -1,0 +1,106 @@
+"""The connection pool behind a client and its `with_options` copies, and how a request goes out.
+
+The client's own pool is made lazily, on the first request, because the
+fastest transport depends on the event loop running then: our aiohttp-backed
+transport on asyncio, httpx's own on trio (aiohttp is asyncio-only). On
+asyncio its requests go straight to that transport's `post_form`: the
+``httpx.AsyncClient`` layer (cookies, auth flows, redirects, event hooks) has
+nothing to do for Convoso's form POSTs, and building an ``httpx.Request`` and
+``httpx.Response`` per call cost more CPU than the rest of the pipeline
+(measured in ``benchmarks/bulk_throughput.py --profile``). A caller's own
+``http_client`` is used as given, through ``client.post``, so its hooks,
+headers and auth all apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import httpx
+
+from .aiohttp_transport import AiohttpTransport, Answer
+from .errors import ConfigurationError
+
+__all__ = ["Pool"]
+
+_HEADERS = httpx.Headers(
+    {
+        "content-type": "application/x-www-form-urlencoded",
+        "accept": "application/json",
+        "user-agent": "convoso-async",
+    }
+)
+_DIRECT_HEADERS = {
+    "content-type": "application/x-www-form-urlencoded",
+    "accept": "application/json",
+    "user-agent": "convoso-async",
+}
+_CALLER_HEADERS = {
+    "content-type": "application/x-www-form-urlencoded",
+    "accept": "application/json",
+}
+
+
+def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # trio (or no loop at all)
+        return None
+
+
+class Pool:
+    """One HTTP client (ours, made lazily, or the caller's) shared by a family of clients."""
+
+    def __init__(self, http_client: httpx.AsyncClient | None, size: int) -> None:
+        self.owned = http_client is None
+        self.http = http_client
+        self.size = size
+        self.closed = False
+        self._direct: AiohttpTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, httpx.URL] = {}
+
+    def get(self) -> httpx.AsyncClient:
+        """The HTTP client requests go through now (made on first use, per event loop)."""
+        if self.closed:
+            raise ConfigurationError("this AsyncConvoso was closed; create a new one")
+        if not self.owned:
+            assert self.http is not None
+            return self.http
+        loop = _running_asyncio_loop()
+        if self.http is None or loop is not self._loop:
+            # A new event loop (a second asyncio.run, say) can't use the old
+            # loop's connections; start afresh rather than fail.
+            limits = httpx.Limits(max_connections=self.size, max_keepalive_connections=self.size)
+            if loop is not None:
+                self._direct = AiohttpTransport(max_connections=self.size)
+                self.http = httpx.AsyncClient(transport=self._direct, headers=_HEADERS)
+            else:
+                self._direct = None
+                self.http = httpx.AsyncClient(limits=limits, headers=_HEADERS)
+            self._loop = loop
+        return self.http
+
+    async def post(self, url: str, body: bytes, timeout: float) -> Answer:
+        """Send one form POST and return the answer with its body read."""
+        http = self.get()
+        if self._direct is not None:
+            limits = self._timeouts.get(timeout)
+            if limits is None:
+                limits = self._timeouts[timeout] = self._direct.timeout(timeout, timeout, timeout)
+            return await self._direct.post_form(url, body, _DIRECT_HEADERS, limits)
+        parsed = self._urls.get(url)
+        if parsed is None:  # parsed once per URL, not per request
+            parsed = self._urls[url] = httpx.URL(url)
+        headers = None if self.owned else _CALLER_HEADERS
+        response = await http.post(parsed, content=body, headers=headers, timeout=timeout)
+        return Answer(response.status_code, response.headers, response.content)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        if self.owned and self.http is not None:
+            http, self.http = self.http, None
+            self._direct = None
+            await http.aclose()
