@@ -67,16 +67,8 @@ async def run_demo(campaigns: int, latency: float, concurrency: int, rate: float
                 phases.append((label, result, len(fake.requests) - before))
 
     table = Table(title="what happened")
-    for column in (
-        "phase",
-        "campaigns",
-        "succeeded",
-        "failed",
-        "requests",
-        "retries",
-        "seconds",
-        "requests/s",
-    ):
+    table.add_column("phase", no_wrap=True)
+    for column in ("ids", "ok", "failed", "requests", "retries", "seconds", "req/s"):
         table.add_column(column, justify="right")
     for label, result, requests in phases:
         table.add_row(
@@ -98,7 +90,7 @@ async def run_demo(campaigns: int, latency: float, concurrency: int, rate: float
     )
     for label, result, _ in phases:
         for campaign_id, error in sorted(result.failed.items()):
-            console.print(f"[red]{label}: {campaign_id} failed[/red]: {error}")
+            console.print(f"[red]{label}: {campaign_id} failed[/red]: {error}", soft_wrap=True)
 
     # Trust, but verify: every success the client reported is the server's state.
     states = fake.statuses()

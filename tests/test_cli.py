@@ -278,3 +278,15 @@ def test_fake_server_command_serves_until_terminated() -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_demo_runs_end_to_end_and_verifies_the_server_state(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--campaigns", "300", "--latency", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "search: 300 campaigns" in out
+    assert "deactivate all" in out
+    assert "re-activate all" in out
+    assert "999998" in out  # the unknown ids are reported with their reason
+    assert "ok: every campaign accounted for" in out
