@@ -39,9 +39,13 @@ class Answer(NamedTuple):
     content: bytes
 
 
-def _as_httpx_error(exc: Exception, request: httpx.Request | None) -> httpx.TransportError:
+def _as_httpx_error(exc: Exception, request: httpx.Request | None) -> httpx.RequestError:
     """The httpx exception that means what an aiohttp one does (the original as __cause__)."""
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ClientPayloadError) and isinstance(
+        exc.__cause__, aiohttp.http_exceptions.ContentEncodingError
+    ):
+        return httpx.DecodingError(message, request=request)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(message, request=request)
     if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
@@ -70,7 +74,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self.max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float | None, float | None, float | None], aiohttp.ClientTimeout]
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout]
         self._timeouts = {}
 
     def __repr__(self) -> str:
@@ -85,16 +89,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     def timeout(
-        self, connect: float | None, read: float | None, pool: float | None
+        self,
+        connect: float | None,
+        read: float | None,
+        pool: float | None,
+        *,
+        total: float | None = None,
     ) -> aiohttp.ClientTimeout:
-        """aiohttp's timeout for httpx's limits (made once per distinct set)."""
-        key = (connect, read, pool)
+        """aiohttp's timeout for httpx's limits, plus an optional whole-request bound."""
+        key = (connect, read, pool, total)
         timeout = self._timeouts.get(key)
         if timeout is None:
             # pool: waiting for a free connection; connect: opening one;
             # read: between bytes of the answer (httpx's meanings).
             timeout = aiohttp.ClientTimeout(
-                total=None, connect=pool, sock_connect=connect, sock_read=read
+                total=total, connect=pool, sock_connect=connect, sock_read=read
             )
             if len(self._timeouts) < 64:
                 self._timeouts[key] = timeout

@@ -35,6 +35,10 @@ def check_campaign_id(campaign_id: object) -> str:
     text = str(campaign_id).strip()
     if not text:
         raise ValueError("campaign_id must not be empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: it cannot go into a form body
+        raise ValueError(f"campaign_id {text!r} is not valid text") from None
     return text
 
 
@@ -203,7 +207,7 @@ class Campaigns:
 
 
 def _check_ids(campaign_ids: Iterable[str | int]) -> list[str]:
-    if isinstance(campaign_ids, (str, bytes)):
+    if isinstance(campaign_ids, (str, bytes, bytearray, memoryview)):
         raise TypeError("campaign_ids must be a collection of ids, not a single string")
     try:
         items = list(campaign_ids)

@@ -156,7 +156,7 @@ class AsyncConvoso:
             self._pool,
             path,
             fields,
-            timeout=self._timeout,
+            time_limit=self._timeout,
             policy=self._policy,
             campaign_id=campaign_id,
             counter=counter,
@@ -219,7 +219,11 @@ def _check_timeout(timeout: object) -> float:
         raise ConfigurationError(
             f"timeout must be a number of seconds, not {type(timeout).__name__}"
         )
-    if not math.isfinite(timeout) or timeout <= 0:
+    try:
+        finite = math.isfinite(timeout)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite or timeout <= 0:
         raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
     return float(timeout)
 
@@ -235,5 +239,5 @@ def _check_count(name: str, value: object, *, minimum: int) -> int:
 def _check_limiter(rate_limit: object) -> RateLimiter | None:
     try:
         return limiter_from_option(rate_limit)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigurationError(str(exc)) from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import anyio
 import httpx
 
 from .aiohttp_transport import AiohttpTransport, Answer
@@ -83,19 +84,27 @@ class Pool:
             self._loop = loop
         return self.http
 
-    async def post(self, url: str, body: bytes, timeout: float) -> Answer:
-        """Send one form POST and return the answer with its body read."""
+    async def post(self, url: str, body: bytes, time_limit: float) -> Answer:
+        """Send one form POST and return the answer with its body read.
+
+        ``time_limit`` bounds the whole attempt, not each read: per-read
+        limits alone let a server that trickles its answer hold a call for
+        minutes. Raises httpx's errors, or `TimeoutError` past the limit.
+        """
         http = self.get()
         if self._direct is not None:
-            limits = self._timeouts.get(timeout)
+            limits = self._timeouts.get(time_limit)
             if limits is None:
-                limits = self._timeouts[timeout] = self._direct.timeout(timeout, timeout, timeout)
+                limits = self._timeouts[time_limit] = self._direct.timeout(
+                    time_limit, time_limit, time_limit, total=time_limit
+                )
             return await self._direct.post_form(url, body, _DIRECT_HEADERS, limits)
         parsed = self._urls.get(url)
         if parsed is None:  # parsed once per URL, not per request
             parsed = self._urls[url] = httpx.URL(url)
         headers = None if self.owned else _CALLER_HEADERS
-        response = await http.post(parsed, content=body, headers=headers, timeout=timeout)
+        with anyio.fail_after(time_limit):
+            response = await http.post(parsed, content=body, headers=headers, timeout=time_limit)
         return Answer(response.status_code, response.headers, response.content)
 
     async def aclose(self) -> None:

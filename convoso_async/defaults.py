@@ -14,7 +14,7 @@ ENV_AUTH_TOKEN = "CONVOSO_AUTH_TOKEN"
 ENV_BASE_URL = "CONVOSO_BASE_URL"
 ENV_LOG = "CONVOSO_LOG"
 
-#: Seconds allowed for each HTTP attempt (connect, write, read, pool wait each).
+#: Seconds allowed for each HTTP attempt as a whole (sending, waiting, reading the answer).
 DEFAULT_TIMEOUT = 30.0
 
 #: Retries after the first attempt; 0 disables retrying.

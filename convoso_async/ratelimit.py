@@ -30,6 +30,10 @@ MIN_SLACK_SECONDS = 0.02
 #: reaches only ~85% of its rate; the window guard still caps any window.
 CATCH_UP = 0.05
 
+#: No HTTP client sends more than this per second; a larger rate is a mistake.
+MAX_RATE = 1e6
+MAX_PERIOD = 366 * 86400.0
+
 
 @runtime_checkable
 class RateLimiter(Protocol):
@@ -56,9 +60,11 @@ class Limiter:
     def __init__(self, rate: float, *, period: float = 1.0) -> None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)):
             raise TypeError(f"rate must be a number of requests, not {type(rate).__name__}")
-        if not math.isfinite(rate) or rate <= 0:
-            raise ValueError(f"rate must be a positive finite number, not {rate!r}")
-        if not math.isfinite(period) or period <= 0:
+        if not 0 < rate <= MAX_RATE or not math.isfinite(rate):
+            raise ValueError(
+                f"rate must be a positive number of requests up to {MAX_RATE:g}, not {rate!r}"
+            )
+        if not 0 < period <= MAX_PERIOD:
             raise ValueError(f"period must be a positive finite number of seconds, not {period!r}")
         self.rate = float(rate)
         self.period = float(period)

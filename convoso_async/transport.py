@@ -104,7 +104,7 @@ class Pipeline:
         path: str,
         fields: dict[str, str],
         *,
-        timeout: float,
+        time_limit: float,
         policy: RetryPolicy,
         campaign_id: str | None = None,
         counter: AttemptCounter | None = None,
@@ -116,7 +116,7 @@ class Pipeline:
         async def attempt(number: int) -> dict[str, Any]:
             if counter is not None:
                 counter.attempts = number
-            return await self._attempt(pool, url, path, body, timeout, campaign_id, number)
+            return await self._attempt(pool, url, path, body, time_limit, campaign_id, number)
 
         def on_retry(error: BaseException, retry_number: int, delay: float) -> None:
             logger.info(
@@ -137,7 +137,7 @@ class Pipeline:
         url: str,
         path: str,
         body: bytes,
-        timeout: float,
+        time_limit: float,
         campaign_id: str | None,
         number: int,
     ) -> dict[str, Any]:
@@ -155,9 +155,9 @@ class Pipeline:
                 await self.limiter.acquire()
         started = time.perf_counter()
         try:
-            response = await pool.post(url, body, timeout)
-        except httpx.HTTPError as exc:
-            error = self._network_error(exc, path, campaign_id)
+            response = await pool.post(url, body, time_limit)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            error = self._network_error(exc, path, campaign_id, time_limit)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "POST %s%s failed after %.1fms (attempt %d): %s",
@@ -193,8 +193,20 @@ class Pipeline:
             raise
 
     def _network_error(
-        self, exc: httpx.HTTPError, path: str, campaign_id: str | None
+        self, exc: httpx.HTTPError | TimeoutError, path: str, campaign_id: str | None, limit: float
     ) -> ConvosoError:
+        if isinstance(exc, httpx.DecodingError):
+            # The bytes arrived but do not decompress: a bad answer, not a
+            # network failure, and asking again would get the same.
+            return ResponseDecodeError(
+                f"POST {path}: the answer's Content-Encoding does not decode: {exc}"
+            )
+        if not isinstance(exc, httpx.HTTPError):
+            return APITimeoutError(
+                f"timed out: no complete answer within {limit:g}s",
+                path=path,
+                campaign_id=campaign_id,
+            )
         cause = exc.__cause__
         timed_out = isinstance(exc, httpx.TimeoutException)
         if cause is not None and _from_aiohttp(cause):
@@ -220,8 +232,15 @@ def _about(campaign_id: str | None) -> str:
     return "" if campaign_id is None else f" campaign={campaign_id}"
 
 
+#: Shorter secrets are not searched for in text: "t" would be found in every
+#: word. Convoso's tokens are far longer; only toy tokens in tests are this short.
+MIN_REDACTED_LENGTH = 8
+
+
 def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret and secret in text else text
+    if len(secret) < MIN_REDACTED_LENGTH or secret not in text:
+        return text
+    return text.replace(secret, "***")
 
 
 def decode_answer(
@@ -244,9 +263,13 @@ def decode_answer(
         retry_after = parse_retry_after(headers.get("retry-after"))
         error_cls = RateLimitError if status_code == 429 else ServerError
         raise error_cls(status_code, path=path, campaign_id=campaign_id, retry_after=retry_after)
+    if len(secret) >= MIN_REDACTED_LENGTH and secret.encode() in content:
+        # A server that echoes the token back (in an error text, a code, a
+        # bad field) must not carry it into any message built from the body.
+        content = content.replace(secret.encode(), b"***")
     try:
         payload = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         payload = _NOT_JSON
     if isinstance(payload, dict) and payload.get("success") is False:
         raise _api_error(payload, status_code, campaign_id, secret)
@@ -281,7 +304,7 @@ def _api_error(
     message = next((payload[k] for k in _MESSAGE_FIELDS if payload.get(k)), None)
     text = "Convoso answered success: false without a message" if message is None else str(message)
     text = _redact(text, secret)[:_MAX_MESSAGE]
-    code = _normalise_code(payload.get("code"))
+    code = _normalise_code(payload.get("code"), secret)
     error_cls = _ERRORS_BY_CODE.get(code) if isinstance(code, int) else None
     if error_cls is None:
         lowered = text.lower()
@@ -293,11 +316,11 @@ def _api_error(
     return error_cls(text, code=code, status_code=status_code, campaign_id=campaign_id)
 
 
-def _normalise_code(code: Any) -> int | str | None:
+def _normalise_code(code: Any, secret: str) -> int | str | None:
     if code is None or isinstance(code, bool):
         return None
     if isinstance(code, int):
         return code
     if isinstance(code, str) and code.strip().isdigit():
         return int(code)
-    return _redact(str(code), "")[:40] or None
+    return _redact(str(code), secret)[:40] or None
