@@ -39,3 +39,10 @@ def bench(session: nox.Session) -> None:
     for script in ("bulk_throughput", "rate_accuracy", "decode"):
         session.run("python", f"benchmarks/{script}.py", *session.posargs)
     session.run("python", "benchmarks/redis_limiter.py")
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """20,000 status changes with 10% faults: every id accounted for, no leaks (~4 min)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/soak.py", *session.posargs)
