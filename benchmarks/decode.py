@@ -33,7 +33,7 @@ import httpx
 from _common import fmt_ratio, median, print_table, rotations, verdict
 
 from convoso_async.models import Campaign, structure
-from convoso_async.testing._state import generated_campaigns
+from convoso_async.testing import generated_campaigns
 from convoso_async.transport import decode_answer
 
 SEARCH_PATH = "/campaigns/search"

@@ -18,6 +18,13 @@ core, so they behave alike. For example::
 """
 
 from ._server import serve_forever
-from ._state import FakeConvoso, Fault, FaultKind, RecordedRequest
+from ._state import FakeConvoso, Fault, FaultKind, RecordedRequest, generated_campaigns
 
-__all__ = ["FakeConvoso", "Fault", "FaultKind", "RecordedRequest", "serve_forever"]
+__all__ = [
+    "FakeConvoso",
+    "Fault",
+    "FaultKind",
+    "RecordedRequest",
+    "generated_campaigns",
+    "serve_forever",
+]
