@@ -220,19 +220,20 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
 
 
-def _client(args: argparse.Namespace, *, rate: float | None = None) -> AsyncConvoso:
+def client_from_args(args: argparse.Namespace) -> AsyncConvoso:
+    """The client a command's connection options (and bulk options, if it has them) describe."""
     return AsyncConvoso(
         read_token(args.token_file),
         base_url=args.base_url,
         timeout=args.timeout,
         max_retries=args.max_retries,
         max_concurrency=getattr(args, "concurrency", 8),
-        rate_limit=rate,
+        rate_limit=getattr(args, "rate", None),
     )
 
 
 async def _list(args: argparse.Namespace) -> int:
-    async with _client(args) as convoso:
+    async with client_from_args(args) as convoso:
         campaigns = await convoso.campaigns.search()
     if args.active:
         campaigns = [c for c in campaigns if c.is_active]
@@ -358,7 +359,7 @@ def print_result(result: BatchResult, *, as_json: bool, title: str) -> None:
 async def _change(args: argparse.Namespace, stdin: TextIO) -> int:
     ids = read_ids(args.ids, args.from_file, stdin)
     active = args.action == "activate"
-    async with _client(args, rate=args.rate) as convoso:
+    async with client_from_args(args) as convoso:
         result = await run_with_progress(
             f"{args.action} {len(set(ids))} campaigns",
             len(set(ids)),

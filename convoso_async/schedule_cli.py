@@ -57,19 +57,6 @@ def _parse_at(text: str | None) -> dt.datetime:
     return at
 
 
-def _client(args: argparse.Namespace) -> AsyncConvoso:
-    from .cli import read_token
-
-    return AsyncConvoso(
-        read_token(args.token_file),
-        base_url=args.base_url,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        max_concurrency=args.concurrency,
-        rate_limit=args.rate,
-    )
-
-
 def _report(result: BatchResult, at: dt.datetime, *, as_json: bool) -> None:
     from .cli import print_result
 
@@ -77,17 +64,21 @@ def _report(result: BatchResult, at: dt.datetime, *, as_json: bool) -> None:
 
 
 async def _apply(args: argparse.Namespace, schedule: Schedule) -> int:
+    from .cli import client_from_args
+
     at = _parse_at(args.at)
     if not args.json:
         for line in schedule.describe():
             print(line)
-    async with _client(args) as convoso:
+    async with client_from_args(args) as convoso:
         result = await reconcile(convoso, schedule, at, dry_run=args.dry_run)
     _report(result, at, as_json=args.json)
     return 0 if result.ok else 1
 
 
 async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
+    from .cli import client_from_args
+
     for line in schedule.describe():
         print(line, flush=True)
     if not audit_logger.handlers and not logging.getLogger().handlers:
@@ -98,7 +89,7 @@ async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
         audit_logger.setLevel(logging.INFO)
     stopping = anyio.Event()
     failed = False
-    async with _client(args) as convoso, anyio.create_task_group() as group:
+    async with client_from_args(args) as convoso, anyio.create_task_group() as group:
 
         async def watch_signals(work: list[anyio.CancelScope]) -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
