@@ -113,15 +113,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         limits = request.extensions.get("timeout") or {}
         timeout = self.timeout(limits.get("connect"), limits.get("read"), limits.get("pool"))
         try:
-            # Bodies come back as sent: httpx.Response decodes Content-Encoding.
-            status, raw_headers, body = await self._send(
+            async with self._get_session().request(
                 request.method,
                 str(request.url),
-                request.content or None,
-                dict(request.headers),
-                timeout,
-                decompress=False,
-            )
+                data=request.content or None,
+                headers=dict(request.headers),
+                timeout=timeout,
+                allow_redirects=False,
+                auto_decompress=False,  # httpx.Response decodes Content-Encoding itself
+            ) as answer:
+                status, raw_headers, body = answer.status, answer.raw_headers, await answer.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _as_httpx_error(exc, request) from exc
         return httpx.Response(
@@ -153,27 +154,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 return Answer(answer.status, answer.headers, await answer.read())
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _as_httpx_error(exc, None) from exc
-
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        data: bytes | None,
-        headers: Mapping[str, str],
-        timeout: aiohttp.ClientTimeout,
-        *,
-        decompress: bool,
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        async with self._get_session().request(
-            method,
-            url,
-            data=data,
-            headers=headers,
-            timeout=timeout,
-            allow_redirects=False,
-            auto_decompress=decompress,
-        ) as answer:
-            return answer.status, list(answer.raw_headers), await answer.read()
 
     async def aclose(self) -> None:
         if self._session is not None:
