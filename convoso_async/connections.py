@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import anyio
 import httpx
 
@@ -25,22 +24,9 @@ from .errors import ConfigurationError
 
 __all__ = ["Pool"]
 
-_HEADERS = httpx.Headers(
-    {
-        "content-type": "application/x-www-form-urlencoded",
-        "accept": "application/json",
-        "user-agent": "convoso-async",
-    }
-)
-_DIRECT_HEADERS = {
-    "content-type": "application/x-www-form-urlencoded",
-    "accept": "application/json",
-    "user-agent": "convoso-async",
-}
-_CALLER_HEADERS = {
-    "content-type": "application/x-www-form-urlencoded",
-    "accept": "application/json",
-}
+#: What every request says; a caller's own client adds its own user agent.
+_FORM_HEADERS = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
+_OWN_HEADERS = {**_FORM_HEADERS, "user-agent": "convoso-async"}
 
 
 def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -60,7 +46,6 @@ class Pool:
         self.closed = False
         self._direct: AiohttpTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._urls: dict[str, httpx.URL] = {}
 
     def get(self) -> httpx.AsyncClient:
@@ -74,13 +59,15 @@ class Pool:
         if self.http is None or loop is not self._loop:
             # A new event loop (a second asyncio.run, say) can't use the old
             # loop's connections; start afresh rather than fail.
-            limits = httpx.Limits(max_connections=self.size, max_keepalive_connections=self.size)
             if loop is not None:
                 self._direct = AiohttpTransport(max_connections=self.size)
-                self.http = httpx.AsyncClient(transport=self._direct, headers=_HEADERS)
+                self.http = httpx.AsyncClient(transport=self._direct, headers=_OWN_HEADERS)
             else:
                 self._direct = None
-                self.http = httpx.AsyncClient(limits=limits, headers=_HEADERS)
+                limits = httpx.Limits(
+                    max_connections=self.size, max_keepalive_connections=self.size
+                )
+                self.http = httpx.AsyncClient(limits=limits, headers=_OWN_HEADERS)
             self._loop = loop
         return self.http
 
@@ -93,16 +80,12 @@ class Pool:
         """
         http = self.get()
         if self._direct is not None:
-            limits = self._timeouts.get(time_limit)
-            if limits is None:
-                limits = self._timeouts[time_limit] = self._direct.timeout(
-                    time_limit, time_limit, time_limit, total=time_limit
-                )
-            return await self._direct.post_form(url, body, _DIRECT_HEADERS, limits)
+            limits = self._direct.timeout(time_limit, time_limit, time_limit, total=time_limit)
+            return await self._direct.post_form(url, body, _OWN_HEADERS, limits)
         parsed = self._urls.get(url)
         if parsed is None:  # parsed once per URL, not per request
             parsed = self._urls[url] = httpx.URL(url)
-        headers = None if self.owned else _CALLER_HEADERS
+        headers = None if self.owned else _FORM_HEADERS
         with anyio.fail_after(time_limit):
             response = await http.post(parsed, content=body, headers=headers, timeout=time_limit)
         return Answer(response.status_code, response.headers, response.content)
