@@ -272,7 +272,7 @@ def decode_answer(
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         payload = _NOT_JSON
     if isinstance(payload, dict) and payload.get("success") is False:
-        raise _api_error(payload, status_code, campaign_id, secret)
+        raise _api_error(payload, status_code, campaign_id)
     if status_code == 401:
         raise AuthenticationError("HTTP 401", status_code=401, campaign_id=campaign_id)
     if status_code == 403:
@@ -298,13 +298,11 @@ def decode_answer(
 _NOT_JSON: Any = object()
 
 
-def _api_error(
-    payload: dict[str, Any], status_code: int, campaign_id: str | None, secret: str
-) -> APIError:
+def _api_error(payload: dict[str, Any], status_code: int, campaign_id: str | None) -> APIError:
     message = next((payload[k] for k in _MESSAGE_FIELDS if payload.get(k)), None)
     text = "Convoso answered success: false without a message" if message is None else str(message)
-    text = _redact(text, secret)[:_MAX_MESSAGE]
-    code = _normalise_code(payload.get("code"), secret)
+    text = text[:_MAX_MESSAGE]
+    code = _normalise_code(payload.get("code"))
     error_cls = _ERRORS_BY_CODE.get(code) if isinstance(code, int) else None
     if error_cls is None:
         lowered = text.lower()
@@ -316,11 +314,11 @@ def _api_error(
     return error_cls(text, code=code, status_code=status_code, campaign_id=campaign_id)
 
 
-def _normalise_code(code: Any, secret: str) -> int | str | None:
+def _normalise_code(code: Any) -> int | str | None:
     if code is None or isinstance(code, bool):
         return None
     if isinstance(code, int):
         return code
     if isinstance(code, str) and code.strip().isdigit():
         return int(code)
-    return _redact(str(code), secret)[:40] or None
+    return str(code)[:40] or None
