@@ -134,6 +134,33 @@ def _audit(campaign_id: str, active: bool, outcome: str, attempts: int, **extra:
     )
 
 
+class _Sender:
+    """Sends each change with its own attempt counter, and settles each outcome.
+
+    Settling turns the executor's outcome into a `StatusOutcome` with its
+    attempt count and writes its one audit line.
+    """
+
+    def __init__(self, targets: Mapping[str, bool], send: SendStatus) -> None:
+        self._targets = targets
+        self._send = send
+        self._counters: dict[str, AttemptCounter] = {}
+
+    async def change(self, campaign_id: str) -> None:
+        counter = self._counters[campaign_id] = AttemptCounter()
+        await self._send(campaign_id, self._targets[campaign_id], counter)
+
+    def settle(self, outcome: bulk.Outcome[str, None]) -> StatusOutcome:
+        campaign_id, error = outcome.key, outcome.error
+        active = self._targets[campaign_id]
+        tries = self._counters.pop(campaign_id).attempts
+        if error is None:
+            _audit(campaign_id, active, "succeeded", tries)
+        else:
+            _audit(campaign_id, active, "failed", tries, error=type(error).__name__)
+        return StatusOutcome(campaign_id, active, error, tries)
+
+
 async def apply(
     targets: Mapping[str, bool],
     *,
@@ -197,32 +224,19 @@ async def apply(
         )
 
     attempts = 0
-    counters: dict[str, AttemptCounter] = {}
-
-    async def change(campaign_id: str) -> None:
-        counter = counters[campaign_id] = AttemptCounter()
-        await send(campaign_id, targets[campaign_id], counter)
+    sender = _Sender(targets, send)
 
     def record(outcome: bulk.Outcome[str, None]) -> None:
         nonlocal attempts
-        campaign_id = outcome.key
-        tries = counters.pop(campaign_id).attempts
-        attempts += tries
-        if outcome.error is None:
-            succeeded.append(campaign_id)
-            _audit(campaign_id, targets[campaign_id], "succeeded", tries)
+        settled = sender.settle(outcome)
+        attempts += settled.attempts
+        if settled.error is None:
+            succeeded.append(settled.campaign_id)
         else:
-            failed[campaign_id] = outcome.error
-            _audit(
-                campaign_id,
-                targets[campaign_id],
-                "failed",
-                tries,
-                error=type(outcome.error).__name__,
-            )
+            failed[settled.campaign_id] = settled.error
         progress()
 
-    await bulk.run_all(to_send, change, max_concurrency=max_concurrency, on_outcome=record)
+    await bulk.run_all(to_send, sender.change, max_concurrency=max_concurrency, on_outcome=record)
     return BatchResult(
         targets=dict(targets),
         succeeded=tuple(succeeded),
@@ -239,22 +253,11 @@ async def stream(
 ) -> AsyncGenerator[StatusOutcome, None]:
     """Send every change of ``targets``, yielding a `StatusOutcome` as each completes."""
 
-    counters: dict[str, AttemptCounter] = {}
-
-    async def change(campaign_id: str) -> None:
-        counter = counters[campaign_id] = AttemptCounter()
-        await send(campaign_id, targets[campaign_id], counter)
-
+    sender = _Sender(targets, send)
     # `async for` alone would not close the inner generator when we are
     # closed early; aclosing does, in this task, which cancels its work.
     async with contextlib.aclosing(
-        bulk.stream(targets, change, max_concurrency=max_concurrency)
+        bulk.stream(targets, sender.change, max_concurrency=max_concurrency)
     ) as outcomes:
         async for outcome in outcomes:
-            active = targets[outcome.key]
-            tries = counters.pop(outcome.key).attempts
-            if outcome.error is None:
-                _audit(outcome.key, active, "succeeded", tries)
-            else:
-                _audit(outcome.key, active, "failed", tries, error=type(outcome.error).__name__)
-            yield StatusOutcome(outcome.key, active, outcome.error, tries)
+            yield sender.settle(outcome)
