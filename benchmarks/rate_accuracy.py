@@ -36,6 +36,7 @@ from _common import BENCH_DIR, TOKEN, median, print_table, rotations, serve, ver
 
 from convoso_async import AsyncConvoso
 from convoso_async.ratelimit import RateLimiter
+from convoso_async.testing import most_in_window
 
 FIRST_ID = 1001
 CONCURRENCY = 64
@@ -86,18 +87,8 @@ class Runs:
         self.requests.append(len(arrivals))
         span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
         self.achieved.append((len(arrivals) - 1) / span if span > 0 else math.nan)
-        self.worst.append(most_in_any_window(arrivals, 1.0))
+        self.worst.append(most_in_window(arrivals, 1.0))
         self.first_second.append(sum(1 for t in arrivals if t - arrivals[0] < 1.0))
-
-
-def most_in_any_window(times: Sequence[float], window: float) -> int:
-    """The most of the sorted ``times`` that fall within any half-open ``window`` seconds."""
-    most = start = 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 async def send(url: str, rate_limit: float | RateLimiter, count: int) -> int:

@@ -32,6 +32,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from convoso_async.redis_limiter import DEFAULT_SLACK, RedisRateLimiter
+from convoso_async.testing import most_in_window
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,15 +120,6 @@ async def measure_overhead(url: str, calls: int) -> dict[str, tuple[float, float
     return results
 
 
-def most_in_any_window(stamps: list[float], window: float) -> int:
-    most, first = 0, 0
-    for last, stamp in enumerate(stamps):
-        while stamp - stamps[first] >= window:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
-
-
 def run_processes(url: str, key: str, count: int, rate: float, duration: float) -> list[float]:
     """Start ``count`` worker processes on one key; return every grant's time, sorted."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *sys.path])}
@@ -186,7 +178,7 @@ def main() -> None:
             stamps = run_processes(url, f"bench:procs{count}", count, args.rate, args.duration)
             span = stamps[-1] - stamps[0]
             achieved = (len(stamps) - 1) / span if span > 0 else float("nan")
-            worst = most_in_any_window(stamps, 1.0)
+            worst = most_in_window(stamps, 1.0)
             print(
                 f"  {count:>9} {len(stamps):>7} {achieved:>11.1f} {achieved / args.rate:>8.1%}"
                 f" {worst:>17} {int(args.rate):>8}"

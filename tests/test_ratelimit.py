@@ -9,7 +9,7 @@ deadline, so the times are exact and the test takes no wall time.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs
 
@@ -27,24 +27,9 @@ from convoso_async.ratelimit import (
     PauseGate,
     limiter_from_option,
 )
+from convoso_async.testing import most_in_window
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def busiest_window(times: Sequence[float], width: float = 1.0) -> int:
-    """The most timestamps inside any half-open window ``[t, t + width)``.
-
-    The busiest window can always be slid right until it starts on a timestamp, so checking the
-    windows that start on each timestamp is enough.
-    """
-    ordered = sorted(times)
-    most = 0
-    end = 0
-    for start, first in enumerate(ordered):
-        while end < len(ordered) and ordered[end] < first + width:
-            end += 1
-        most = max(most, end - start)
-    return most
 
 
 async def grant_times(limiter: RateLimiter, *, tasks: int, duration: float) -> list[float]:
@@ -141,11 +126,11 @@ def ids(count: int) -> list[str]:
 
 
 def test_busiest_window_counts_half_open_one_second_windows() -> None:
-    assert busiest_window([]) == 0
-    assert busiest_window([0.0, 0.5, 0.99, 1.0, 1.5]) == 3
-    assert busiest_window([0.0, 1.0, 2.0]) == 1
-    assert busiest_window([5.0, 0.1, 0.2, 0.3]) == 3
-    assert busiest_window([0.0, 10.0, 10.5], width=60.0) == 3
+    assert most_in_window([]) == 0
+    assert most_in_window([0.0, 0.5, 0.99, 1.0, 1.5]) == 3
+    assert most_in_window([0.0, 1.0, 2.0]) == 1
+    assert most_in_window([5.0, 0.1, 0.2, 0.3]) == 3
+    assert most_in_window([0.0, 10.0, 10.5], 60.0) == 3
 
 
 # --- Limiter on real event loops ----------------------------------------------------------------
@@ -159,7 +144,7 @@ async def test_limiter_holds_every_second_to_its_rate_and_nearly_reaches_it(rate
     duration = 2.5
     grants = await grant_times(limiter, tasks=8, duration=duration)
 
-    assert busiest_window(grants) <= rate
+    assert most_in_window(grants) <= rate
     # Paced, not starved: within 10% of the rate over the whole run.
     assert len(grants) >= 0.9 * rate * duration
     # Spread evenly from the first grant: no burst of `rate` requests at start.
@@ -273,7 +258,7 @@ async def test_client_rate_limit_keeps_the_server_side_rate_in_every_second() ->
 
     assert result.ok
     assert len(server.arrivals) == 100
-    assert busiest_window(server.arrivals) <= 40
+    assert most_in_window(server.arrivals) <= 40
     # Paced rather than bunched up: 100 requests at 40/s need more than two seconds.
     assert max(server.arrivals) - min(server.arrivals) >= 2.4
 
@@ -361,7 +346,7 @@ class TestOnAVirtualClock:
         start = anyio.current_time()
         grants = await grant_times(Limiter(50), tasks=8, duration=10.0)
 
-        assert busiest_window(grants) == 50
+        assert most_in_window(grants) == 50
         assert len(grants) >= 0.98 * 50 * 10
         assert sum(1 for t in grants if t < start + 0.2) <= 11
 
@@ -369,7 +354,7 @@ class TestOnAVirtualClock:
     async def test_limiter_with_a_period_of_a_minute(self) -> None:
         grants = await grant_times(Limiter(100, period=60), tasks=4, duration=150.0)
 
-        assert busiest_window(grants, width=60.0) <= 100
+        assert most_in_window(grants, 60.0) <= 100
         assert len(grants) >= 240
 
     @pytest.mark.anyio

@@ -25,6 +25,7 @@ from convoso_async.redis_limiter import (
     RateLimiterUnavailableError,
     RedisRateLimiter,
 )
+from convoso_async.testing import most_in_window
 
 pytestmark = pytest.mark.redis
 
@@ -190,17 +191,6 @@ asyncio.run(main())
 """
 
 
-def most_in_any_window(stamps: list[float], window: float) -> int:
-    """The largest number of stamps in any half-open interval of length ``window``."""
-    stamps = sorted(stamps)
-    most, first = 0, 0
-    for last, stamp in enumerate(stamps):
-        while stamp - stamps[first] >= window:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
-
-
 def test_four_processes_share_one_rate(redis_server: RedisServer) -> None:
     rate, duration = 50, 3.0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *sys.path])}
@@ -235,7 +225,7 @@ def test_four_processes_share_one_rate(redis_server: RedisServer) -> None:
     assert all(per_worker), "every process got grants"
     achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     assert achieved >= 0.9 * rate
-    assert most_in_any_window(stamps, 1.0) <= rate
+    assert most_in_window(stamps, 1.0) <= rate
 
 
 # --- Redis slow or gone ---------------------------------------------------

@@ -18,7 +18,14 @@ core, so they behave alike. For example::
 """
 
 from ._server import serve_forever
-from ._state import FakeConvoso, Fault, FaultKind, RecordedRequest, generated_campaigns
+from ._state import (
+    FakeConvoso,
+    Fault,
+    FaultKind,
+    RecordedRequest,
+    generated_campaigns,
+    most_in_window,
+)
 
 __all__ = [
     "FakeConvoso",
@@ -26,5 +33,6 @@ __all__ = [
     "FaultKind",
     "RecordedRequest",
     "generated_campaigns",
+    "most_in_window",
     "serve_forever",
 ]

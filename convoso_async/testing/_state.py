@@ -329,6 +329,21 @@ def _latency_range(latency: float | tuple[float, float]) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def most_in_window(times: Iterable[float], window: float = 1.0) -> int:
+    """The most of ``times`` that fall inside any half-open window ``[t, t + window)``.
+
+    The busiest window can always slide right until it starts on a time, so
+    the windows starting on each time are the only ones to count.
+    """
+    ordered = sorted(times)
+    most = start = 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
 class FakeConvoso:
     """A stateful Convoso look-alike for ``/campaigns/search`` and ``/campaigns/status``.
 
@@ -448,12 +463,7 @@ class FakeConvoso:
             for r in self.requests
             if (wanted is None or r.path == wanted) and (r.accepted or not accepted_only)
         ]
-        best = start = 0
-        for end, arrival in enumerate(times):
-            while arrival - times[start] >= window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return most_in_window(times, window)
 
     # -- front ends -----------------------------------------------------------------
 
