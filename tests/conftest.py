@@ -14,6 +14,42 @@ from convoso_async import AsyncConvoso
 BASE_URL = "https://api.test.invalid/v1"
 TOKEN = "tok-SECRET-5f1e2d3c4b"
 
+# The API reference's search example, verbatim.
+REFERENCE_SEARCH_ANSWER = """{
+"data": [
+{
+"id": "111",
+"name": "Sales Campaign",
+"status": "Y",
+"last_call_date": {
+"date": "2026-03-03",
+"timezone_type": 3,
+"timezone": "America/Denver"
+}
+},
+{
+"id": "222",
+"name": "Customer Service",
+"status": "N",
+"last_call_date": {
+"date": "2026-03-02",
+"timezone_type": 3,
+"timezone": "America/Denver"
+}
+},
+{
+"id": "333",
+"name": "Retention Campaign",
+"status": "Y",
+"last_call_date": {
+"date": "2026-03-03",
+"timezone_type": 3,
+"timezone": "America/Denver"
+}
+}
+]
+}"""
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:

@@ -367,11 +367,6 @@ def test_close_leaks_no_threads_or_fds_even_with_a_hung_connection(upstream: Ups
         socket.create_connection(("127.0.0.1", proxy.port), timeout=1.0)
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.mark.anyio
 async def test_async_clients_on_asyncio_and_trio_work_through_the_proxy(
     proxy: FaultProxy,

@@ -8,45 +8,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import REFERENCE_SEARCH_ANSWER
 
 from convoso_async import Campaign, CampaignStatus, LastCallDate, ResponseDecodeError
 from convoso_async.models import structure
-
-# The API reference's search example, verbatim.
-REFERENCE_EXAMPLE = """{
-"data": [
-{
-"id": "111",
-"name": "Sales Campaign",
-"status": "Y",
-"last_call_date": {
-"date": "2026-03-03",
-"timezone_type": 3,
-"timezone": "America/Denver"
-}
-},
-{
-"id": "222",
-"name": "Customer Service",
-"status": "N",
-"last_call_date": {
-"date": "2026-03-02",
-"timezone_type": 3,
-"timezone": "America/Denver"
-}
-},
-{
-"id": "333",
-"name": "Retention Campaign",
-"status": "Y",
-"last_call_date": {
-"date": "2026-03-03",
-"timezone_type": 3,
-"timezone": "America/Denver"
-}
-}
-]
-}"""
 
 
 def campaigns(data: Any) -> list[Campaign]:
@@ -54,7 +19,7 @@ def campaigns(data: Any) -> list[Campaign]:
 
 
 def test_reference_example_structures_exactly() -> None:
-    result = campaigns(json.loads(REFERENCE_EXAMPLE)["data"])
+    result = campaigns(json.loads(REFERENCE_SEARCH_ANSWER)["data"])
     denver = LastCallDate(dt.date(2026, 3, 3), 3, "America/Denver")
     assert result == [
         Campaign("111", "Sales Campaign", CampaignStatus.ACTIVE, denver),
