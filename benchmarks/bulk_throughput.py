@@ -44,7 +44,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,15 +154,23 @@ async def _raw_aiohttp(
                     payload = await response.json()
                     return response.status == 200 and payload.get("success") is True
 
-        async def send_all(batch: list[str]) -> int:
-            outcomes = await asyncio.gather(*(one(campaign_id) for campaign_id in batch))
-            return outcomes.count(False)
+        return await _gather_timed(one, warmup, ids, watch)
 
-        await send_all(warmup)
-        watch.start()
-        failures = await send_all(ids)
-        watch.stop()
-        return failures
+
+async def _gather_timed(
+    one: Callable[[str], Awaitable[bool]], warmup: list[str], ids: list[str], watch: Stopwatch
+) -> int:
+    """Send ``warmup`` untimed, then ``ids`` timed, all at once; return how many failed."""
+
+    async def send_all(batch: list[str]) -> int:
+        outcomes = await asyncio.gather(*(one(campaign_id) for campaign_id in batch))
+        return outcomes.count(False)
+
+    await send_all(warmup)
+    watch.start()
+    failures = await send_all(ids)
+    watch.stop()
+    return failures
 
 
 async def _raw_httpx(
@@ -189,15 +197,7 @@ async def _raw_httpx(
                 response = await client.post(target, data=form)
                 return response.status_code == 200 and response.json().get("success") is True
 
-        async def send_all(batch: list[str]) -> int:
-            outcomes = await asyncio.gather(*(one(campaign_id) for campaign_id in batch))
-            return outcomes.count(False)
-
-        await send_all(warmup)
-        watch.start()
-        failures = await send_all(ids)
-        watch.stop()
-        return failures
+        return await _gather_timed(one, warmup, ids, watch)
 
 
 def _sequential(name: str, url: str, warmup: list[str], ids: list[str], watch: Stopwatch) -> int:

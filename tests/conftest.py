@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import anyio.lowlevel
 import httpx
 import pytest
 import respx
@@ -49,6 +50,17 @@ REFERENCE_SEARCH_ANSWER = """{
 }
 ]
 }"""
+
+
+class CountingLimiter:
+    """A limiter of one's own (anything with ``async acquire()`` plugs in) that counts grants."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    async def acquire(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.acquired += 1
 
 
 @pytest.fixture(params=["asyncio", "trio"])

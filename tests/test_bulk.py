@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 import anyio
 import httpx
 import pytest
-from conftest import BASE_URL, TOKEN
+from conftest import BASE_URL, TOKEN, CountingLimiter
 
 from convoso_async import (
     APITimeoutError,
@@ -822,17 +822,6 @@ async def test_audit_log_of_iter_set_status_has_one_line_per_campaign(
     assert {k: len(v) for k, v in lines.items()} == dict.fromkeys(MixedBatch.ids, 1)
     for campaign_id, attempts in MixedBatch.expected_attempts().items():
         assert f"attempts={attempts}" in lines[campaign_id][0]
-
-
-class CountingLimiter:
-    """A rate limiter that grants at once and counts its grants."""
-
-    def __init__(self) -> None:
-        self.acquired = 0
-
-    async def acquire(self) -> None:
-        await anyio.lowlevel.checkpoint()
-        self.acquired += 1
 
 
 @pytest.mark.anyio

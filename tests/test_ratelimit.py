@@ -17,7 +17,7 @@ import anyio
 import httpx
 import pytest
 from anyio.abc import TaskStatus
-from conftest import BASE_URL, TOKEN
+from conftest import BASE_URL, TOKEN, CountingLimiter
 from trio.testing import MockClock
 
 from convoso_async import AsyncConvoso, ConfigurationError, Limiter, RateLimiter
@@ -193,17 +193,6 @@ def test_limiter_refuses_a_period_that_is_not_a_positive_finite_number(period: o
 
 
 # --- limiter_from_option: the client's rate_limit option ----------------------------------------
-
-
-class CountingLimiter:
-    """A limiter of one's own: anything with ``async acquire()`` plugs in."""
-
-    def __init__(self) -> None:
-        self.acquired = 0
-
-    async def acquire(self) -> None:
-        await anyio.lowlevel.checkpoint()
-        self.acquired += 1
 
 
 def test_rate_limit_option_none_means_no_pacing() -> None:
