@@ -13,25 +13,41 @@ The token comes from ``CONVOSO_AUTH_TOKEN`` or ``--token-file`` (never from a
 ``--token`` flag, which would leak into shell history and ``ps``).
 
 Exit codes: 0 every campaign succeeded; 1 some campaigns failed; 2 bad
-arguments or configuration; 3 the request failed as a whole (auth, network).
+arguments or configuration; 3 the request failed as a whole (auth, network);
+141 the reader of stdout went away (``| head``), as for a process killed by SIGPIPE.
+
+Connection options (``--token-file``, ``--base-url``, ``--timeout``,
+``--max-retries``) may come before or after the command.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
 import anyio
+import httpx
 
-from convoso_async.defaults import ENV_AUTH_TOKEN, ENV_BASE_URL
+from convoso_async import __version__
+from convoso_async.changes import error_to_dict
+from convoso_async.defaults import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    ENV_AUTH_TOKEN,
+    ENV_BASE_URL,
+)
 from convoso_async.errors import ConfigurationError, ConvosoError
 
 from .output import (
+    EXIT_BROKEN_PIPE,
     EXIT_ERROR,
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
@@ -40,6 +56,9 @@ from .output import (
     UsageError,
     client_from_args,
     console,
+    decode_text,
+    plural,
+    print_campaigns,
     print_result,
     run_with_progress,
 )
@@ -68,6 +87,7 @@ def _number(convert: Callable[[str], N], minimum: N, *, above: bool = False) -> 
 _positive_int = _number(int, 1)
 _non_negative_int = _number(int, 0)
 _positive_float = _number(float, 0.0, above=True)
+_non_negative_float = _number(float, 0.0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,38 +101,89 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def _add_connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The connection options, on the top-level parser and again on each command.
+
+    Given before the command (``convoso --base-url U campaigns list``) or after
+    it, they mean the same. A command's copies default to "not given"
+    (``SUPPRESS``), so they never overwrite a value given before the command.
+    """
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        default=default(None),
+        help=f"file whose first line is the auth token (default: ${ENV_AUTH_TOKEN})",
+    )
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=default(None),
+        help=f"API root, e.g. {DEFAULT_BASE_URL} (default: ${ENV_BASE_URL} or that)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="S",
+        default=default(DEFAULT_TIMEOUT),
+        help=f"seconds per HTTP attempt (default {DEFAULT_TIMEOUT:g})",
+    )
+    group.add_argument(
+        "--max-retries",
+        type=_non_negative_int,
+        metavar="N",
+        default=default(DEFAULT_MAX_RETRIES),
+        help=f"retries per request; 0 disables (default {DEFAULT_MAX_RETRIES})",
+    )
+
+
+def _add_pacing_options(parser: argparse.ArgumentParser, concurrency: int) -> None:
+    group = parser.add_argument_group("pacing")
+    group.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        default=concurrency,
+        help=f"status requests in flight at once (default {concurrency})",
+    )
+    group.add_argument(
+        "--rate",
+        type=_positive_float,
+        metavar="R",
+        help="at most R requests per second (default: no limit)",
+    )
+
+
+def _version() -> str:
+    return (
+        f"convoso {__version__} (convoso-async; Python {platform.python_version()}, "
+        f"httpx {httpx.__version__})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, for `main` and for the docs."""
     parser = _Parser(
         prog="convoso",
         description="Convoso campaigns from the command line: list, bulk (de)activate, schedule.",
+        epilog=(
+            "Exit codes: 0 every campaign succeeded; 1 some failed; 2 bad arguments or "
+            "configuration; 3 the request failed as a whole (auth, network)."
+        ),
     )
+    parser.add_argument("--version", action="version", version=_version())
+    _add_connection_options(parser, defaults=True)
     connection = _Parser(add_help=False)
-    group = connection.add_argument_group("connection")
-    group.add_argument(
-        "--token-file",
-        type=Path,
-        help=f"file whose first line is the auth token (default: ${ENV_AUTH_TOKEN})",
-    )
-    group.add_argument("--base-url", help=f"API root (default: ${ENV_BASE_URL} or Convoso's)")
-    group.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds per attempt")
-    group.add_argument(
-        "--max-retries", type=_non_negative_int, default=3, help="retries per request"
-    )
-    bulk = _Parser(add_help=False)
-    options = bulk.add_argument_group("bulk options")
-    options.add_argument(
-        "--concurrency", type=_positive_int, default=8, help="requests in flight (default 8)"
-    )
-    options.add_argument("--rate", type=_positive_float, help="at most R requests per second")
-    options.add_argument("--dry-run", action="store_true", help="send nothing; print the plan")
-    options.add_argument(
-        "--skip-unchanged",
-        action="store_true",
-        help="search first; skip campaigns already in the wanted state",
-    )
+    _add_connection_options(connection, defaults=False)
     output = _Parser(add_help=False)
-    output.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    output.add_argument(
+        "--json", action="store_true", help="one JSON document on stdout, for scripts"
+    )
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -124,14 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--inactive", action="store_true", help="only inactive campaigns")
     for verb in ("activate", "deactivate"):
         change = actions.add_parser(
-            verb, parents=[connection, bulk, output], help=f"{verb} campaigns by id"
+            verb, parents=[connection, output], help=f"{verb} campaigns by id"
         )
         change.add_argument("ids", nargs="*", metavar="ID", help="campaign ids")
         change.add_argument(
             "--from-file",
             type=Path,
             metavar="F",
-            help="read ids from F, one per line ('-' for stdin; # starts a comment)",
+            help="read ids from F, one per line ('-' for stdin; # starts a comment; "
+            "UTF-8, or UTF-16 with a byte-order mark as Excel saves it)",
+        )
+        _add_pacing_options(change, DEFAULT_MAX_CONCURRENCY)
+        change.add_argument(
+            "--dry-run", action="store_true", help="send no status change; print the plan"
+        )
+        change.add_argument(
+            "--skip-unchanged",
+            action="store_true",
+            help="search first; skip campaigns already in the wanted state",
         )
 
     schedule = commands.add_parser("schedule", help="apply a TOML schedule of campaign windows")
@@ -142,45 +223,83 @@ def build_parser() -> argparse.ArgumentParser:
         help="bring campaigns to the schedule's state once (for cron)",
     )
     apply_parser.add_argument("file", type=Path, help="schedule file (TOML)")
-    apply_parser.add_argument("--at", help="pretend it is this ISO time (with offset)")
-    apply_parser.add_argument("--dry-run", action="store_true", help="print the plan only")
-    apply_parser.add_argument("--concurrency", type=_positive_int, default=8)
-    apply_parser.add_argument("--rate", type=_positive_float)
+    apply_parser.add_argument(
+        "--at",
+        metavar="TIME",
+        help="act as if it were this ISO time, e.g. 2026-03-09T08:00 (read in the "
+        "schedule's zone) or 2026-03-09T08:00-07:00 (default: now)",
+    )
+    apply_parser.add_argument(
+        "--dry-run", action="store_true", help="send no status change; print the plan"
+    )
+    _add_pacing_options(apply_parser, DEFAULT_MAX_CONCURRENCY)
     run_parser = schedule_actions.add_parser(
         "run",
         parents=[connection],
         help="keep campaigns on schedule: reconcile now and at every window boundary",
     )
     run_parser.add_argument("file", type=Path, help="schedule file (TOML)")
-    run_parser.add_argument("--concurrency", type=_positive_int, default=8)
-    run_parser.add_argument("--rate", type=_positive_float)
+    _add_pacing_options(run_parser, DEFAULT_MAX_CONCURRENCY)
 
     # Listed for --help only: `main` hands "fake-server ..." to the fake's own parser.
-    commands.add_parser("fake-server", help="run the embedded fake Convoso server on loopback")
+    commands.add_parser(
+        "fake-server",
+        help="run the embedded fake Convoso server on loopback "
+        "(convoso fake-server --help for its options)",
+    )
 
     demo = commands.add_parser(
         "demo", help="bulk-toggle thousands of campaigns on a fake server (no account needed)"
     )
-    demo.add_argument("--campaigns", type=_positive_int, default=3000)
-    demo.add_argument("--latency", type=float, default=0.02, help="server latency, seconds")
-    demo.add_argument("--concurrency", type=_positive_int, default=32)
-    demo.add_argument("--rate", type=_positive_float, help="client rate limit, requests/s")
+    demo.add_argument(
+        "--campaigns",
+        type=_positive_int,
+        metavar="N",
+        default=3000,
+        help="campaigns on the fake server (default 3000)",
+    )
+    demo.add_argument(
+        "--latency",
+        type=_non_negative_float,
+        metavar="S",
+        default=0.02,
+        help="the fake's mean answer delay in seconds, varied +-50%% (default 0.02)",
+    )
+    demo.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        default=32,
+        help="status requests in flight at once (default 32)",
+    )
+    demo.add_argument(
+        "--rate",
+        type=_positive_float,
+        metavar="R",
+        help="client rate limit, requests per second (default: no limit)",
+    )
     return parser
 
 
 def read_ids(ids: Sequence[str], from_file: Path | None, stdin: TextIO) -> list[str]:
-    """Ids from the command line and ``--from-file``, in order, blank lines and comments dropped."""
+    """Ids from the command line and ``--from-file``, in order, blank lines and comments dropped.
+
+    The file may be UTF-8 (with or without a byte-order mark) or UTF-16/32
+    with one, as Excel's "Unicode text" is.
+    """
     collected = [item.strip() for item in ids]
     if from_file is not None:
         if str(from_file) == "-":
-            text = stdin.read()
+            raw = getattr(stdin, "buffer", None)
+            text = decode_text(raw.read(), "stdin") if raw is not None else stdin.read()
         else:
             try:
-                text = from_file.read_text(encoding="utf-8")
+                data = from_file.read_bytes()
             except OSError as exc:
                 raise UsageError(f"cannot read {str(from_file)!r}: {exc.strerror}") from None
+            text = decode_text(data, repr(str(from_file)))
         for line in text.splitlines():
-            item = line.split("#", 1)[0].strip()
+            item = line.split("#", 1)[0].strip().lstrip("\ufeff")
             if item:
                 collected.append(item)
     collected = [item for item in collected if item]
@@ -196,29 +315,7 @@ async def _list(args: argparse.Namespace) -> int:
         campaigns = [c for c in campaigns if c.is_active]
     elif args.inactive:
         campaigns = [c for c in campaigns if not c.is_active]
-    if args.json:
-        rows = [
-            {
-                "id": c.id,
-                "name": c.name,
-                "status": c.status.value,
-                "last_call_date": None
-                if c.last_call_date is None
-                else c.last_call_date.to_datetime().isoformat(),
-            }
-            for c in campaigns
-        ]
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-        return EXIT_OK
-    from rich.table import Table
-
-    table = Table(title=f"{len(campaigns)} campaigns")
-    for column in ("id", "name", "status", "last call"):
-        table.add_column(column)
-    for c in campaigns:
-        last = "" if c.last_call_date is None else str(c.last_call_date.date)
-        table.add_row(c.id, c.name, "active" if c.is_active else "inactive", last)
-    console().print(table)
+    print_campaigns(campaigns, as_json=args.json)
     return EXIT_OK
 
 
@@ -227,7 +324,7 @@ async def _change(args: argparse.Namespace, stdin: TextIO) -> int:
     active = args.action == "activate"
     async with client_from_args(args) as convoso:
         result = await run_with_progress(
-            f"{args.action} {len(set(ids))} campaigns",
+            f"{args.action} {plural(len(set(ids)), 'campaign')}",
             len(set(ids)),
             lambda on_progress: convoso.campaigns.set_status_many(
                 ids,
@@ -268,17 +365,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _dispatch(args, sys.stdin)
+        code = _dispatch(args, sys.stdin)
+        sys.stdout.flush()  # here, so a closed pipe is caught below, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`convoso campaigns list | head`): stop quietly, as cat does.
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except UsageError as exc:
         return _fail(parser, str(exc), EXIT_USAGE)
     except ConfigurationError as exc:
         return _fail(parser, str(exc), EXIT_USAGE)
     except ConvosoError as exc:
-        print(f"convoso: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"convoso: error: {error_to_dict(exc)['error']}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("convoso: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (captured)
+        pass
 
 
 def _fail(parser: argparse.ArgumentParser, message: str, code: int) -> int:

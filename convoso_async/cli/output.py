@@ -2,25 +2,34 @@
 
 The commands (`main`, `schedule`, `demo`) import from here; nothing here imports
 them, so the command-line modules form no circle.
+
+Output follows where it goes. On a terminal: tables (rich) and a progress bar.
+Anywhere else (a pipe, a file, cron): plain lines, one record per line, never
+wrapped, ids in numeric order, so ``grep``, ``cut -f`` and ``wc -l`` work.
+``--json`` prints one JSON document, the models' and results' ``to_dict()``.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from convoso_async.changes import BatchProgress, BatchResult
+from convoso_async.changes import BatchProgress, BatchResult, error_to_dict
 from convoso_async.client import AsyncConvoso
 from convoso_async.defaults import ENV_AUTH_TOKEN
+from convoso_async.models import Campaign
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_ERROR",
     "EXIT_FAILURES",
     "EXIT_INTERRUPTED",
@@ -29,10 +38,16 @@ __all__ = [
     "UsageError",
     "client_from_args",
     "console",
+    "decode_text",
+    "id_sort_key",
+    "plural",
+    "print_campaigns",
+    "print_json",
     "print_result",
     "read_token",
     "result_json",
     "run_with_progress",
+    "stdout_is_terminal",
 ]
 
 EXIT_OK = 0
@@ -40,6 +55,8 @@ EXIT_FAILURES = 1
 EXIT_USAGE = 2
 EXIT_ERROR = 3
 EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE: what a shell reports for a process the closed pipe killed.
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
@@ -114,36 +131,118 @@ async def run_with_progress(
         return await work(advance)
 
 
+def stdout_is_terminal() -> bool:
+    """Whether stdout is a terminal (tables) rather than a pipe or file (plain lines)."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        return False
+
+
+def plural(count: int, word: str) -> str:
+    """``"1 campaign"``, ``"3 campaigns"``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def id_sort_key(campaign_id: str) -> tuple[int, int, str]:
+    """Numeric ids in numeric order ("2" before "10"), then any others as text."""
+    return (0, int(campaign_id), "") if campaign_id.isdigit() else (1, 0, campaign_id)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: a record per line must stay a record per line."""
+    return " ".join(text.split())
+
+
+_BOMS = (
+    # UTF-32 first: its little-endian mark begins with UTF-16's.
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """Bytes of a text file: UTF-8, or whatever its byte-order mark says (Excel's UTF-16)."""
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UsageError(
+            f"{name} line {line} is not {encoding.upper()} text; save it as UTF-8 (or UTF-16)"
+        ) from None
+
+
+def print_json(document: object) -> None:
+    """One JSON document on stdout."""
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def print_campaigns(campaigns: list[Campaign], *, as_json: bool) -> None:
+    """The campaign list: JSON, a table on a terminal, or one tab-separated line each."""
+    if as_json:
+        print_json([c.to_dict() for c in campaigns])
+        return
+    if not stdout_is_terminal():
+        for c in campaigns:
+            last = "" if c.last_call_date is None else str(c.last_call_date)
+            print(f"{c.id}\t{one_line(c.name)}\t{c.status.label}\t{last}")
+        return
+    from rich.table import Table
+
+    table = Table(title=plural(len(campaigns), "campaign"))
+    for column in ("id", "name", "status", "last call"):
+        table.add_column(column)
+    for c in campaigns:
+        last = "" if c.last_call_date is None else str(c.last_call_date)
+        table.add_row(c.id, c.name, c.status.label, last)
+    console().print(table)
+
+
 def result_json(result: BatchResult) -> dict[str, Any]:
-    """A bulk result as plain JSON types, for ``--json``."""
-    return {
-        "ok": result.ok,
-        "dry_run": result.dry_run,
-        "total": len(result.targets),
-        "succeeded": list(result.succeeded),
-        "failed": {
-            campaign_id: {"error": type(error).__name__, "message": str(error)}
-            for campaign_id, error in result.failed.items()
-        },
-        "skipped": list(result.skipped),
-        "planned": [
-            {"id": i, "active": result.targets[i], "currently_active": result.current.get(i)}
-            for i in result.planned
-        ],
-        "retries": result.retries,
-        "elapsed_seconds": round(result.elapsed, 3),
-    }
+    """A bulk result as plain JSON types, for ``--json``: `BatchResult.to_dict`."""
+    return result.to_dict()
+
+
+def _counts(document: dict[str, Any]) -> Iterable[str]:
+    for key, value in document.items():
+        if key != "planned" and isinstance(value, (list, dict)):
+            yield f"{len(value)} {key.replace('_', ' ')}"
+
+
+def _print_lines(result: BatchResult, title: str) -> None:
+    """The report for pipes, files and cron: a summary line, then one line per id."""
+    document = result.to_dict()
+    total = plural(document["total"], "campaign")
+    if result.dry_run:
+        print(f"{title} (dry run): {total}: {', '.join(_counts(document))}")
+        for item in document["planned"]:
+            print(f"would {'activate' if item['active'] else 'deactivate'} {item['id']}")
+    else:
+        counts = ", ".join(_counts(document))
+        retries = f"{document['retries']} {'retry' if document['retries'] == 1 else 'retries'}"
+        print(f"{title}: {total}: {counts}, {retries}, {document['elapsed_seconds']:.2f}s")
+    for campaign_id in sorted(document["failed"], key=id_sort_key):
+        failure = document["failed"][campaign_id]
+        print(f"failed {campaign_id}: {failure['error']}: {one_line(failure['message'])}")
 
 
 def print_result(result: BatchResult, *, as_json: bool, title: str) -> None:
     """The end-of-run report: a summary table and every failure with its reason."""
     if as_json:
-        print(json.dumps(result_json(result), indent=2, ensure_ascii=False))
+        print_json(result_json(result))
         return
+    if not stdout_is_terminal():
+        _print_lines(result, title)
+        return
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
-    table = Table(title=title)
+    table = Table(title=f"{title}: {plural(len(result.targets), 'campaign')}")
     if result.dry_run:
         for column in ("campaigns", "would send", "would change", "skipped", "failed"):
             table.add_column(column, justify="right")
@@ -173,5 +272,9 @@ def print_result(result: BatchResult, *, as_json: bool, title: str) -> None:
             out.print(f"  would {wanted} {campaign_id}")
         if len(result.planned) > 50:
             out.print(f"  ... and {len(result.planned) - 50} more")
-    for campaign_id, error in sorted(result.failed.items()):
-        out.print(f"[red]failed[/red] {campaign_id}: {type(error).__name__}: {error}")
+    for campaign_id in sorted(result.failed, key=id_sort_key):
+        failure = error_to_dict(result.failed[campaign_id])
+        out.print(
+            f"[red]failed[/red] {campaign_id}: {failure['error']}: {escape(failure['message'])}",
+            soft_wrap=True,
+        )

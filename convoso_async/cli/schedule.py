@@ -5,7 +5,8 @@ campaigns whose state differs from the schedule's are changed (through
 ``apply_statuses(..., skip_unchanged=True)``). A second ``apply`` at the same
 instant therefore sends no status request at all.
 
-``run`` reconciles at start and at every window boundary. The first SIGINT or
+``run`` reconciles at start and at every window boundary; the times it prints
+are on the schedule's wall clock (its ``timezone``), with their UTC offset. The first SIGINT or
 SIGTERM lets a reconciliation in progress finish (so every outcome is known
 and printed) and then stops; a second one cancels it at once.
 """
@@ -43,32 +44,47 @@ async def reconcile(
     )
 
 
-def _parse_at(text: str | None) -> dt.datetime:
+def _parse_at(text: str | None, schedule: Schedule) -> dt.datetime:
+    """``--at``: an ISO time; without an offset it is read on the schedule's wall clock."""
     if text is None:
         return dt.datetime.now(dt.timezone.utc)
     try:
         at = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
-            f"--at must be an ISO time such as 2026-03-09T08:00-07:00, not {text!r}"
+            f"--at must be an ISO time such as 2026-03-09T08:00 or 2026-03-09T08:00-07:00, "
+            f"not {text!r}"
         ) from None
     if at.tzinfo is None or at.utcoffset() is None:
-        raise UsageError(f"--at needs a UTC offset (e.g. {text}+00:00 or {text}-07:00)")
+        zone = schedule.zone
+        if zone is None:
+            raise UsageError(
+                f"--at {text} has no UTC offset and the schedule's windows use several "
+                f"time zones; add one (e.g. {text}-07:00)"
+            )
+        at = at.replace(tzinfo=zone)
     return at
 
 
-def _report(result: BatchResult, at: dt.datetime, *, as_json: bool) -> None:
-    print_result(result, as_json=as_json, title=f"schedule at {at.isoformat(timespec='seconds')}")
+def _wall_clock(moment: dt.datetime, schedule: Schedule) -> str:
+    """``moment`` on the schedule's wall clock (UTC offset shown), to the second."""
+    zone = schedule.zone
+    shown = moment if zone is None else moment.astimezone(zone)
+    return shown.isoformat(timespec="seconds")
+
+
+def _report(result: BatchResult, at: dt.datetime, schedule: Schedule, *, as_json: bool) -> None:
+    print_result(result, as_json=as_json, title=f"schedule at {_wall_clock(at, schedule)}")
 
 
 async def _apply(args: argparse.Namespace, schedule: Schedule) -> int:
-    at = _parse_at(args.at)
+    at = _parse_at(args.at, schedule)
     if not args.json:
         for line in schedule.describe():
             print(line)
     async with client_from_args(args) as convoso:
         result = await reconcile(convoso, schedule, at, dry_run=args.dry_run)
-    _report(result, at, as_json=args.json)
+    _report(result, at, schedule, as_json=args.json)
     return EXIT_OK if result.ok else EXIT_FAILURES
 
 
@@ -106,13 +122,13 @@ async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
                 current.append(scope)
                 result = await reconcile(convoso, schedule, now)
                 current.remove(scope)
-                _report(result, now, as_json=False)
+                _report(result, now, schedule, as_json=False)
                 failed = not result.ok
             boundary = schedule.next_boundary(now)
             if boundary is None:
                 print("the schedule has no more boundaries; stopping", flush=True)
                 break
-            print(f"next boundary {boundary.isoformat(timespec='seconds')}", flush=True)
+            print(f"next boundary {_wall_clock(boundary, schedule)}", flush=True)
             while not stopping.is_set():
                 left = (boundary - dt.datetime.now(dt.timezone.utc)).total_seconds()
                 if left <= 0:
