@@ -432,9 +432,10 @@ class FakeConvoso:
     API reference's own 111, 222 and 333). ``campaign_ids`` instead generates
     one campaign per id you choose: ``FakeConvoso(campaign_ids=["111", "222"])``.
     ``readonly_tokens`` may search but not change a status. ``latency`` is
-    added to every answer: seconds, or a ``(low, high)`` range drawn uniformly. ``rate_limit`` caps the requests accepted
-    in any sliding one-second window; the others get HTTP 429 with a
-    ``Retry-After`` of ``retry_after`` seconds. ``seed`` seeds the RNG behind
+    added to every answer: seconds, or a ``(low, high)`` range drawn uniformly.
+    ``rate_limit`` caps the requests accepted in any sliding one-second
+    window; the others get HTTP 429 with a ``Retry-After`` of ``retry_after``
+    seconds. ``seed`` seeds the RNG behind
     latency jitter and fault probabilities.
     """
 
