@@ -20,6 +20,7 @@ import signal
 import sys
 
 import anyio
+import anyio.abc
 
 from convoso_async.changes import BatchResult
 from convoso_async.client import AsyncConvoso
@@ -89,8 +90,6 @@ async def _apply(args: argparse.Namespace, schedule: Schedule) -> int:
 
 
 async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
-    for line in schedule.describe():
-        print(line, flush=True)
     if not audit_logger.handlers and not logging.getLogger().handlers:
         # A long-running reconciler keeps its audit trail on stderr by default.
         handler = logging.StreamHandler()
@@ -101,8 +100,11 @@ async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
     failed = False
     async with client_from_args(args) as convoso, anyio.create_task_group() as group:
 
-        async def watch_signals(work: list[anyio.CancelScope]) -> None:
+        async def watch_signals(
+            work: list[anyio.CancelScope], *, task_status: anyio.abc.TaskStatus[None]
+        ) -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()
                 async for received in signals:
                     name = signal.Signals(received).name
                     if stopping.is_set():
@@ -115,7 +117,11 @@ async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
                     stopping.set()
 
         current: list[anyio.CancelScope] = []
-        group.start_soon(watch_signals, current)
+        # Signals are ours before the first line is out: a Ctrl-C at any
+        # point after it gets the orderly stop, never a traceback.
+        await group.start(watch_signals, current)
+        for line in schedule.describe():
+            print(line, flush=True)
         while not stopping.is_set():
             now = dt.datetime.now(dt.timezone.utc)
             with anyio.CancelScope() as scope:
