@@ -50,8 +50,8 @@ async def run_demo(campaigns: int, latency: float, concurrency: int, rate: float
             for column in ("id", "name", "status", "last call"):
                 preview.add_column(column)
             for c in found[:5]:
-                last = "" if c.last_call_date is None else str(c.last_call_date.date)
-                preview.add_row(c.id, c.name, c.status.value, last)
+                last = "" if c.last_call_date is None else str(c.last_call_date)
+                preview.add_row(c.id, c.name, c.status.label, last)
             console.print(preview)
 
             ids = [c.id for c in found] + list(UNKNOWN_IDS)
