@@ -136,7 +136,9 @@ def test_one_campaign_is_singular(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith("activate: 1 campaign: 1 succeeded, 0 failed, 0 skipped, 0 retries, ")
     assert main(["campaigns", "activate", "222", "333", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("activate (dry run): 2 campaigns: ")
+    assert out.splitlines()[0] == (
+        "activate (dry run): 2 campaigns: 2 would be sent (1 would change), 0 failed, 0 skipped"
+    )
     assert "would activate 222" in out.splitlines()
 
 

@@ -16,7 +16,7 @@ import codecs
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,10 +207,16 @@ def result_json(result: BatchResult) -> dict[str, Any]:
     return result.to_dict()
 
 
-def _counts(document: dict[str, Any]) -> Iterable[str]:
+def _counts(document: dict[str, Any], *, dry_run: bool) -> str:
+    """``"2 succeeded, 1 failed, 0 skipped"``: every bucket of ids the result has."""
+    counts = []
     for key, value in document.items():
-        if key != "planned" and isinstance(value, (list, dict)):
-            yield f"{len(value)} {key.replace('_', ' ')}"
+        if key == "planned" or not isinstance(value, (list, dict)):
+            continue
+        if dry_run and key == "succeeded":  # nothing is sent in a dry run
+            continue
+        counts.append(f"{len(value)} {key.replace('_', ' ')}")
+    return ", ".join(counts)
 
 
 def _print_lines(result: BatchResult, title: str) -> None:
@@ -218,13 +224,20 @@ def _print_lines(result: BatchResult, title: str) -> None:
     document = result.to_dict()
     total = plural(document["total"], "campaign")
     if result.dry_run:
-        print(f"{title} (dry run): {total}: {', '.join(_counts(document))}")
-        for item in document["planned"]:
+        planned = document["planned"]
+        changes = sum(1 for item in planned if item["currently_active"] != item["active"])
+        print(
+            f"{title} (dry run): {total}: {len(planned)} would be sent ({changes} would change), "
+            f"{_counts(document, dry_run=True)}"
+        )
+        for item in planned:
             print(f"would {'activate' if item['active'] else 'deactivate'} {item['id']}")
     else:
-        counts = ", ".join(_counts(document))
         retries = f"{document['retries']} {'retry' if document['retries'] == 1 else 'retries'}"
-        print(f"{title}: {total}: {counts}, {retries}, {document['elapsed_seconds']:.2f}s")
+        print(
+            f"{title}: {total}: {_counts(document, dry_run=False)}, {retries}, "
+            f"{document['elapsed_seconds']:.2f}s"
+        )
     for campaign_id in sorted(document["failed"], key=id_sort_key):
         failure = document["failed"][campaign_id]
         print(f"failed {campaign_id}: {failure['error']}: {one_line(failure['message'])}")
