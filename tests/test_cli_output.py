@@ -97,6 +97,15 @@ def test_a_terminal_gets_a_table_with_a_singular_title(fake: FakeConvoso, url: s
     assert "inactive" in shown
 
 
+def test_a_terminal_shows_names_as_they_are_never_as_markup() -> None:
+    odd = FakeConvoso(campaigns=[{"id": "7", "name": "Sales [West] [/] [bold]x", "status": "Y"}])
+    with odd.serve_in_thread() as url:
+        env = {**process_env(url), "TERM": "xterm-256color"}
+        code, shown = run_on_terminal(convoso("campaigns", "list"), env)
+    assert code == 0, shown
+    assert "Sales [West] [/] [bold]x" in shown
+
+
 def test_a_terminal_shows_each_failure_whole(fake: FakeConvoso, url: str) -> None:
     long_id = "9" * 60
     env = {**process_env(url), "TERM": "xterm-256color"}

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from convoso_async.changes import BatchProgress, BatchResult
 from convoso_async.client import AsyncConvoso
@@ -51,7 +52,7 @@ async def run_demo(campaigns: int, latency: float, concurrency: int, rate: float
                 preview.add_column(column)
             for c in found[:5]:
                 last = "" if c.last_call_date is None else str(c.last_call_date)
-                preview.add_row(c.id, c.name, c.status.label, last)
+                preview.add_row(Text(c.id), Text(c.name), c.status.label, last)
             console.print(preview)
 
             ids = [c.id for c in found] + list(UNKNOWN_IDS)

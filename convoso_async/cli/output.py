@@ -171,8 +171,9 @@ def decode_text(data: bytes, name: str) -> str:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        shown = encoding.removesuffix("-sig").upper()
         raise UsageError(
-            f"{name} line {line} is not {encoding.upper()} text; save it as UTF-8 (or UTF-16)"
+            f"{name} line {line} is not {shown} text; save it as UTF-8 (or UTF-16)"
         ) from None
 
 
@@ -192,13 +193,15 @@ def print_campaigns(campaigns: list[Campaign], *, as_json: bool) -> None:
             print(f"{c.id}\t{one_line(c.name)}\t{c.status.label}\t{last}")
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=plural(len(campaigns), "campaign"))
     for column in ("id", "name", "status", "last call"):
         table.add_column(column)
     for c in campaigns:
         last = "" if c.last_call_date is None else str(c.last_call_date)
-        table.add_row(c.id, c.name, c.status.label, last)
+        # Text, not markup: a name such as "Sales [West]" is shown as it is.
+        table.add_row(Text(c.id), Text(c.name), c.status.label, last)
     console().print(table)
 
 
