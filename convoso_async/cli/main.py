@@ -6,8 +6,9 @@
     convoso campaigns deactivate ID... (same options)
     convoso schedule apply FILE [--at ISO-TIME] [--dry-run] [--json]
     convoso schedule run FILE
-    convoso fake-server [--port P] [--campaigns N] [--latency S] [--rate R]
+    convoso fake-server [--port P] [--campaigns N | --ids 111,222 | --reference] [--latency S]
     convoso demo
+    convoso --version
 
 The token comes from ``CONVOSO_AUTH_TOKEN`` or ``--token-file`` (never from a
 ``--token`` flag, which would leak into shell history and ``ps``).
