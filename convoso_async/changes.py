@@ -131,12 +131,8 @@ class BatchResult:
                     {"id": i, "active": self.targets[i], "currently_active": self.current.get(i)}
                     for i in value
                 ]
-            elif isinstance(value, Mapping):  # id -> error
-                out[field.name] = {key: error_to_dict(error) for key, error in value.items()}
-            elif isinstance(value, tuple):  # ids
-                out[field.name] = list(value)
             else:
-                out[field.name] = value
+                out[field.name] = _plain(value)
         out["retries"] = self.retries
         out["elapsed_seconds"] = round(self.elapsed, 3)
         out["summary"] = self.summary()
@@ -164,6 +160,17 @@ class BatchResult:
 
 class _LocalNotFound(CampaignNotFoundError):
     """Unknown id found by the pre-flight search: failed without a request."""
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON types: tuples of ids as lists, errors as `error_to_dict`."""
+    if isinstance(value, BaseException):
+        return error_to_dict(value)
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def error_to_dict(error: BaseException) -> dict[str, str]:
