@@ -174,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convoso campaigns from the command line: list, bulk (de)activate, schedule.",
         epilog=(
             "Exit codes: 0 every campaign succeeded; 1 some failed; 2 bad arguments or "
-            "configuration; 3 the request failed as a whole (auth, network)."
+            "configuration; 3 the request failed as a whole (auth, network); 141 the reader "
+            "of the output went away (| head). Output is a table on a terminal, plain "
+            "lines in a pipe or file, one JSON document with --json."
         ),
     )
     parser.add_argument("--version", action="version", version=_version())
