@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 
@@ -22,7 +23,7 @@ from .log import audit_logger, logger
 from .models import Campaign
 from .transport import AttemptCounter
 
-__all__ = ["BatchProgress", "BatchResult", "StatusOutcome", "apply", "stream"]
+__all__ = ["BatchProgress", "BatchResult", "StatusOutcome", "apply", "error_to_dict", "stream"]
 
 SendStatus = Callable[[str, bool, AttemptCounter], Awaitable[None]]
 Search = Callable[[], Awaitable[list[Campaign]]]
@@ -41,6 +42,19 @@ class StatusOutcome:
     def ok(self) -> bool:
         return self.error is None
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"campaign_id", "active", "ok", "attempts", "error"}``.
+
+        ``error`` is None on success, else ``{"error": class name, "message": text}``.
+        """
+        return {
+            "campaign_id": self.campaign_id,
+            "active": self.active,
+            "ok": self.ok,
+            "attempts": self.attempts,
+            "error": None if self.error is None else error_to_dict(self.error),
+        }
+
 
 @attrs.frozen
 class BatchProgress:
@@ -51,6 +65,10 @@ class BatchProgress:
     succeeded: int
     failed: int
     skipped: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts: ``{"done", "total", "succeeded", "failed", "skipped"}``."""
+        return attrs.asdict(self)
 
 
 def _frozen_errors(errors: Mapping[str, Exception]) -> Mapping[str, Exception]:
@@ -94,6 +112,32 @@ class BatchResult:
         )
         return max(0, self.attempts - sent)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; the document ``convoso campaigns activate --json`` prints.
+
+        Every bucket of ids is a list (``succeeded``, ``skipped``...), ``failed``
+        maps each id to ``{"error": class name, "message": text}``, ``planned``
+        (dry run) lists ``{"id", "active", "currently_active"}``; with ``ok``,
+        ``total``, ``retries``, ``elapsed_seconds`` and the one-line ``summary``.
+        Return it from a web handler as is.
+        """
+        out: dict[str, Any] = {"ok": self.ok, "dry_run": self.dry_run, "total": len(self.targets)}
+        for field in attrs.fields(type(self)):
+            value = getattr(self, field.name)
+            if field.name in ("targets", "current", "dry_run", "attempts", "elapsed"):
+                continue
+            if field.name == "planned":
+                out["planned"] = [
+                    {"id": i, "active": self.targets[i], "currently_active": self.current.get(i)}
+                    for i in value
+                ]
+            else:
+                out[field.name] = _plain(value)
+        out["retries"] = self.retries
+        out["elapsed_seconds"] = round(self.elapsed, 3)
+        out["summary"] = self.summary()
+        return out
+
     def raise_for_failures(self) -> None:
         """Raise one `BatchError` carrying every failure, if any campaign failed."""
         if self.failed:
@@ -116,6 +160,27 @@ class BatchResult:
 
 class _LocalNotFound(CampaignNotFoundError):
     """Unknown id found by the pre-flight search: failed without a request."""
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON types: tuples of ids as lists, errors as `error_to_dict`."""
+    if isinstance(value, BaseException):
+        return error_to_dict(value)
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def error_to_dict(error: BaseException) -> dict[str, str]:
+    """``{"error": "CampaignNotFoundError", "message": "campaign '9' does not exist"}``.
+
+    The class named is the nearest public one, so an internal subclass shows
+    as the error users catch.
+    """
+    public = next(c for c in type(error).__mro__ if not c.__name__.startswith("_"))
+    return {"error": public.__name__, "message": str(error)}
 
 
 def _audit(campaign_id: str, active: bool, outcome: str, attempts: int, **extra: object) -> None:

@@ -20,13 +20,14 @@ import anyio
 import httpx
 
 from .aiohttp_transport import AiohttpTransport, Answer
+from .defaults import USER_AGENT
 from .errors import ConfigurationError
 
 __all__ = ["Pool"]
 
 #: What every request says; a caller's own client adds its own user agent.
 _FORM_HEADERS = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
-_OWN_HEADERS = {**_FORM_HEADERS, "user-agent": "convoso-async"}
+_OWN_HEADERS = {**_FORM_HEADERS, "user-agent": USER_AGENT}
 
 
 def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:

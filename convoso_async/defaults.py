@@ -6,6 +6,11 @@ and it changes everywhere.
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
+
+import httpx
+
 #: Convoso's public API root. Paths such as ``/campaigns/search`` are appended.
 DEFAULT_BASE_URL = "https://api.convoso.com/v1"
 
@@ -32,3 +37,19 @@ RETRY_AFTER_CAP = 60.0
 
 #: HTTP statuses worth another attempt: rate limited, or a failure in front of Convoso.
 RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("convoso-async")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "0+unknown"
+
+
+#: What the client's own requests say they are, as peers do (name/version, the
+#: language and the HTTP library): ``convoso-async/0.1.0 python/3.11 httpx/0.28.1``.
+#: A caller's own ``http_client`` keeps its own User-Agent.
+USER_AGENT = (
+    f"convoso-async/{_package_version()} "
+    f"python/{'.'.join(platform.python_version_tuple()[:2])} httpx/{httpx.__version__}"
+)

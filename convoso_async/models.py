@@ -26,7 +26,11 @@ T = TypeVar("T")
 
 
 class CampaignStatus(str, enum.Enum):
-    """A campaign's state as Convoso spells it."""
+    """A campaign's state as Convoso spells it (``Y``/``N``).
+
+    `label` is the word this library shows people and prints in JSON:
+    ``"active"`` or ``"inactive"``.
+    """
 
     ACTIVE = "Y"
     INACTIVE = "N"
@@ -35,35 +39,61 @@ class CampaignStatus(str, enum.Enum):
     def from_active(cls, active: bool) -> CampaignStatus:
         return cls.ACTIVE if active else cls.INACTIVE
 
+    @property
+    def label(self) -> str:
+        """``"active"`` or ``"inactive"``: the one status vocabulary of JSON, tables and logs."""
+        return "active" if self is CampaignStatus.ACTIVE else "inactive"
+
     def __str__(self) -> str:
         return self.value
+
+
+def _calendar_day(value: dt.date) -> dt.date:
+    if isinstance(value, dt.datetime):
+        raise TypeError(
+            "LastCallDate.date is a calendar day (datetime.date); pass the time of day as time="
+        )
+    return value
 
 
 @attrs.frozen
 class LastCallDate:
     """When a campaign last placed a call, as PHP's DateTime serialises it.
 
-    ``date`` is the calendar day, a `datetime.date`. PHP sometimes sends the
-    full ``"2026-03-03 14:05:09.000000"`` form; then ``date`` is a naive
-    `datetime.datetime` (a `date` subclass) that keeps the time of day.
-    ``timezone_type`` is PHP's: 1 = UTC offset
-    (``"+02:00"``), 2 = abbreviation (``"MST"``), 3 = zone name
-    (``"America/Denver"``).
+    ``date`` is always the calendar day, a `datetime.date`, so campaigns sort
+    and compare by it whatever form Convoso sent. PHP sometimes sends the full
+    ``"2026-03-03 14:05:09.000000"`` form: its time of day is then ``time`` (a
+    naive `datetime.time` on the zone's wall clock), otherwise ``time`` is
+    None. `to_datetime` gives the aware moment in the zone. ``timezone_type``
+    is PHP's: 1 = UTC offset (``"+02:00"``), 2 = abbreviation (``"MST"``),
+    3 = zone name (``"America/Denver"``).
+
+        >>> last = LastCallDate(dt.date(2026, 3, 3), 3, "America/Denver", dt.time(14, 5, 9))
+        >>> str(last)
+        '2026-03-03 14:05:09 America/Denver'
+        >>> last.to_dict()["time"]
+        '14:05:09'
     """
 
-    date: dt.date
+    date: dt.date = attrs.field(converter=_calendar_day)
     timezone_type: int
     timezone: str
+    time: dt.time | None = None
+
+    def __str__(self) -> str:
+        if self.time is None:
+            return f"{self.date.isoformat()} {self.timezone}"
+        return f"{self.date.isoformat()} {self.time.isoformat()} {self.timezone}"
 
     def to_datetime(self) -> dt.datetime:
         """The moment as an aware datetime in its own zone (midnight if no time was given).
 
         >>> LastCallDate(dt.date(2026, 3, 3), 3, "America/Denver").to_datetime()
         datetime.datetime(2026, 3, 3, 0, 0, tzinfo=zoneinfo.ZoneInfo(key='America/Denver'))
+
+        Raises ValueError if the zone is not recognised.
         """
-        if isinstance(self.date, dt.datetime):
-            return self.date.replace(tzinfo=self.tzinfo())
-        return dt.datetime.combine(self.date, dt.time(), tzinfo=self.tzinfo())
+        return dt.datetime.combine(self.date, self.time or dt.time(), tzinfo=self.tzinfo())
 
     def tzinfo(self) -> dt.tzinfo:
         """The zone this date is expressed in. Raises ValueError if it is not recognised."""
@@ -76,6 +106,18 @@ class LastCallDate:
             return ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {self.timezone!r} in last_call_date") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``date`` (``"2026-03-03"``), ``time`` (``"14:05:09"`` or None), the zone.
+
+        The same shape as ``convoso campaigns list --json`` prints.
+        """
+        return {
+            "date": self.date.isoformat(),
+            "time": None if self.time is None else self.time.isoformat(),
+            "timezone": self.timezone,
+            "timezone_type": self.timezone_type,
+        }
 
 
 _UTC_OFFSET = re.compile(r"(?P<sign>[+-])(?P<hours>\d{2}):?(?P<minutes>\d{2})")
@@ -94,6 +136,24 @@ class Campaign:
     def is_active(self) -> bool:
         """True when the campaign is active (status ``Y``)."""
         return self.status is CampaignStatus.ACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the shape ``convoso campaigns list --json`` prints::
+
+            {"id": "111", "name": "Sales", "status": "active", "active": true,
+             "last_call_date": {"date": "2026-03-03", "time": null,
+                                "timezone": "America/Denver", "timezone_type": 3}}
+
+        Return it from a web handler (FastAPI, Starlette) as is.
+        """
+        last = self.last_call_date
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status.label,
+            "active": self.is_active,
+            "last_call_date": None if last is None else last.to_dict(),
+        }
 
 
 # Structure hooks: strict where a wrong type would hide a broken payload
@@ -147,8 +207,9 @@ def _structure_php_date(value: Any, _: type) -> dt.date:
     try:
         if len(value) == 10:
             return dt.date.fromisoformat(value)
-        # PHP's DateTime form, "2026-03-03 14:05:09.000000": keep the time.
-        return dt.datetime.fromisoformat(value)
+        # PHP's DateTime form, "2026-03-03 14:05:09.000000": the day here;
+        # the time of day is read into its own field by the caller.
+        return dt.datetime.fromisoformat(value).date()
     except ValueError:
         raise ValueError(
             f"expected 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS.ffffff', got {value!r}"
@@ -173,6 +234,9 @@ def _structure_last_call_date(converter: cattrs.Converter, value: Any) -> LastCa
         cached = None
     if cached is None:
         cached = converter.structure(value, LastCallDate)
+        if len(raw_date) > 10:  # valid, or structuring would have failed: keep its time
+            time_of_day = dt.datetime.fromisoformat(raw_date).time()
+            cached = attrs.evolve(cached, time=time_of_day)
         if len(_last_call_dates) < _LAST_CALL_DATE_CACHE_SIZE:
             _last_call_dates[key] = cached
     return cached
@@ -191,6 +255,12 @@ def _make_converter(*, detailed: bool) -> cattrs.Converter:
     converter.register_structure_hook(
         LastCallDate | None,
         lambda value, _: _structure_last_call_date(converter, value),
+    )
+    converter.register_structure_hook(
+        LastCallDate,
+        cattrs.gen.make_dict_structure_fn(
+            LastCallDate, converter, time=cattrs.gen.override(omit=True)
+        ),
     )
     campaign_fn = cattrs.gen.make_dict_structure_fn(
         Campaign,

@@ -55,7 +55,7 @@ import importlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import attrs
@@ -244,6 +244,20 @@ class Schedule:
 
     windows: tuple[Window, ...]
     source: str = "<schedule>"
+    #: The file's top-level ``timezone``, if it has one.
+    timezone: ZoneInfo | None = attrs.field(default=None, kw_only=True)
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The schedule's own zone: its top-level ``timezone``, else the one every window uses.
+
+        None when the windows use several zones and the file names none. The
+        command line reads a bare ``--at`` time and prints times in this zone.
+        """
+        if self.timezone is not None:
+            return self.timezone
+        zones = {window.timezone_key: window.timezone for window in self.windows}
+        return next(iter(zones.values())) if len(zones) == 1 else None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Schedule:
@@ -489,9 +503,51 @@ def _parse_campaigns(value: object) -> tuple[str, ...]:
     return tuple(campaigns)
 
 
+#: Zone names that look like a region's local time but are not: tzdata keeps
+#: them only for backward compatibility ("backward" file), and EST, MST and
+#: HST never observe daylight saving. Each maps to the zone people mean.
+_LEGACY_ZONES: Final = {
+    "EST": "America/New_York",
+    "MST": "America/Denver",
+    "HST": "Pacific/Honolulu",
+    "EST5EDT": "America/New_York",
+    "CST6CDT": "America/Chicago",
+    "MST7MDT": "America/Denver",
+    "PST8PDT": "America/Los_Angeles",
+    "CET": "Europe/Paris",
+    "EET": "Europe/Athens",
+    "MET": "Europe/Paris",
+    "WET": "Europe/Lisbon",
+}
+#: Abbreviations people write that tzdata does not know at all.
+_ABBREVIATIONS: Final = {
+    "EDT": "America/New_York",
+    "CST": "America/Chicago",
+    "CDT": "America/Chicago",
+    "MDT": "America/Denver",
+    "PST": "America/Los_Angeles",
+    "PDT": "America/Los_Angeles",
+    "AKST": "America/Anchorage",
+    "AKDT": "America/Anchorage",
+}
+
+
 def _parse_zone(value: object) -> ZoneInfo:
     if not isinstance(value, str):
         raise _Invalid(f'timezone must be a name such as "America/Denver", not {_kind(value)}')
+    meant = _LEGACY_ZONES.get(value.upper()) or _ABBREVIATIONS.get(value.upper())
+    if meant is not None:
+        what = (
+            "a fixed UTC offset all year, with no daylight saving"
+            if value.upper() in ("EST", "MST", "HST")
+            else "a legacy name IANA keeps only for backward compatibility"
+            if value.upper() in _LEGACY_ZONES
+            else "an abbreviation, not a time zone name"
+        )
+        raise _Invalid(
+            f"time zone {value!r} is {what}; use a location name such as {meant!r} "
+            "(which follows daylight saving) or 'UTC'"
+        )
     try:
         return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -551,7 +607,7 @@ class _Reader:
         windows = tuple(
             self.window(index, raw, default_zone) for index, raw in enumerate(raw_windows)
         )
-        return Schedule(windows, self.source)
+        return Schedule(windows, self.source, timezone=default_zone)
 
     def parse(self) -> dict[str, Any]:
         try:

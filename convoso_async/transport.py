@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import httpx
 
 from .connections import Pool
+from .defaults import DEFAULT_BASE_URL
 from .errors import (
     APIConnectionError,
     APIError,
@@ -40,19 +41,39 @@ from .retry import RetryPolicy, is_testing, parse_retry_after
 
 __all__ = ["AttemptCounter", "Pipeline", "decode_answer"]
 
-# Convoso's documented error codes, then its documented messages for answers
-# that come without a code. Anything else stays a plain APIError.
+# Convoso's error codes, then the wordings of its answers that come without a
+# known code. Anything else stays a plain APIError. 401 and 403 arrive as body
+# codes too (Convoso's API glossary: 401 "missing or invalid token", 403 "token
+# is invalid for the office"). Wordings, gathered from the API reference, the
+# issue tracker and public Convoso clients; each has a test
+# (tests/test_auth_wordings.py). Permission first: "insufficient permissions
+# for this auth token" is about rights, not about the token.
 _ERRORS_BY_CODE: dict[int, type[APIError]] = {
+    401: AuthenticationError,
+    403: PermissionDeniedError,
     6026: CampaignNotFoundError,
     6080: InvalidStatusError,
 }
 _ERRORS_BY_TEXT: tuple[tuple[str, type[APIError]], ...] = (
-    ("authentication token", AuthenticationError),
+    ("permission", PermissionDeniedError),  # "Insufficient permissions (for this operation)"
+    ("forbidden", PermissionDeniedError),
+    ("not permitted", PermissionDeniedError),
+    ("authentication", AuthenticationError),  # "Invalid/Missing authentication token"
+    ("auth token", AuthenticationError),  # "Auth token is invalid", "No auth token"
+    ("auth_token", AuthenticationError),  # "auth_token is required"
     ("invalid token", AuthenticationError),
-    ("auth_token", AuthenticationError),
-    ("permission", PermissionDeniedError),
+    ("token is invalid", AuthenticationError),
+    ("token expired", AuthenticationError),
+    ("expired token", AuthenticationError),
+    ("token has expired", AuthenticationError),
+    ("unauthorized", AuthenticationError),
+    ("unauthorised", AuthenticationError),
+    ("unauthenticated", AuthenticationError),
+    ("invalid api key", AuthenticationError),
     ("campaign not found", CampaignNotFoundError),
     ("invalid campaign", CampaignNotFoundError),
+    ("unknown campaign", CampaignNotFoundError),
+    ("no such campaign", CampaignNotFoundError),
     ("status must be", InvalidStatusError),
     ("invalid status", InvalidStatusError),
 )
@@ -272,7 +293,15 @@ def decode_answer(
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         payload = _NOT_JSON
     if isinstance(payload, dict) and payload.get("success") is False:
-        raise _api_error(payload, status_code, campaign_id)
+        error = _api_error(payload, status_code, campaign_id)
+        if status_code == 404 and type(error) is APIError:
+            error = APIError(
+                f"{error.message}; {_unknown_path(path)}",
+                code=error.code,
+                status_code=404,
+                campaign_id=campaign_id,
+            )
+        raise error
     if status_code == 401:
         raise AuthenticationError("HTTP 401", status_code=401, campaign_id=campaign_id)
     if status_code == 403:
@@ -280,7 +309,11 @@ def decode_answer(
     if not 200 <= status_code < 300:
         retry_after = parse_retry_after(headers.get("retry-after"))
         raise APIStatusError(
-            status_code, path=path, campaign_id=campaign_id, retry_after=retry_after
+            status_code,
+            path=path,
+            campaign_id=campaign_id,
+            retry_after=retry_after,
+            detail=_unknown_path(path) if status_code == 404 else "",
         )
     if payload is _NOT_JSON:
         kind = headers.get("content-type", "no content type").split(";")[0]
@@ -296,6 +329,14 @@ def decode_answer(
 
 
 _NOT_JSON: Any = object()
+
+
+def _unknown_path(path: str) -> str:
+    # Almost always a base URL without Convoso's /v1, whose paths all 404.
+    return (
+        f"no API answers at {path} under this base URL; check it "
+        f"(Convoso's is {DEFAULT_BASE_URL}: did you forget /v1?)"
+    )
 
 
 def _api_error(payload: dict[str, Any], status_code: int, campaign_id: str | None) -> APIError:

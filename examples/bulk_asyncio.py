@@ -1,7 +1,7 @@
 """Activate or deactivate many campaigns at once, from a plain asyncio script.
 
     CONVOSO_AUTH_TOKEN=... python examples/bulk_asyncio.py --deactivate 111 222 333
-    python examples/bulk_asyncio.py --activate --file ids.txt --skip-unchanged
+    python examples/bulk_asyncio.py --activate --from-file ids.txt --skip-unchanged
     python examples/bulk_asyncio.py --deactivate --fake 1001 1002 9999   # no account needed
 
 Ids come from the command line and/or a file (one per line, ``#`` comments).
@@ -25,25 +25,29 @@ FAKE_CAMPAIGNS = 200
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line; ids from argv and ``--file`` are merged (argparse exits 2 on misuse)."""
+    """The command line; ids from argv and ``--from-file`` are merged (exits 2 on misuse)."""
     parser = argparse.ArgumentParser(description="Set many Convoso campaigns to one state.")
     state = parser.add_mutually_exclusive_group(required=True)
     state.add_argument("--activate", dest="active", action="store_true")
     state.add_argument("--deactivate", dest="active", action="store_false")
     parser.add_argument("ids", nargs="*", metavar="ID", help="campaign ids")
-    parser.add_argument("--file", help="a file of campaign ids, one per line")
+    parser.add_argument("--from-file", metavar="F", help="a file of campaign ids, one per line")
     parser.add_argument("--skip-unchanged", action="store_true", help="search first; skip no-ops")
-    parser.add_argument("--fake", action="store_true", help="use an embedded fake Convoso")
+    parser.add_argument(
+        "--fake",
+        action="store_true",
+        help="run against an embedded fake Convoso (ids 1001-1200) instead of CONVOSO_BASE_URL",
+    )
     args = parser.parse_args(argv)
-    if args.file:
+    if args.from_file:
         try:
-            with open(args.file, encoding="utf-8") as lines:
+            with open(args.from_file, encoding="utf-8") as lines:
                 ids = [line.split("#", 1)[0].strip() for line in lines]
         except (OSError, UnicodeDecodeError) as error:
-            parser.error(f"cannot read ids from {args.file}: {error}")
+            parser.error(f"cannot read ids from {args.from_file}: {error}")
         args.ids += [campaign_id for campaign_id in ids if campaign_id]
     if not args.ids:
-        parser.error("no campaign ids given (as arguments or with --file)")
+        parser.error("no campaign ids given (as arguments or with --from-file)")
     return args
 
 

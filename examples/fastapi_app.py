@@ -20,10 +20,13 @@ every worker one shared budget instead: pass
 ``rate_limit=RedisRateLimiter("redis://127.0.0.1:6379/0", rate=10)`` (from
 ``convoso_async.redis_limiter``) in a `create_app` ``client_factory``.
 
-The bulk endpoint answers 200 when every campaign succeeded and 207
-(multi-status) when some failed, with the outcome of each. Convoso failing
-outright (a rejected token, an outage) is a 502: the fault is upstream, not
-the caller's. Bodies are validated before anything is sent (422).
+Models and results go out through their ``to_dict()``: plain JSON types, the
+same shape as the CLI's ``--json``, so FastAPI encodes them as they are (an
+attrs model returned directly would not serialise). The bulk endpoint answers
+200 when every campaign succeeded and 207 (multi-status) when some failed,
+with the outcome of each. Convoso failing outright (a rejected token, an
+outage) is a 502: the fault is upstream, not the caller's. Bodies are
+validated before anything is sent (422).
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, StringConstraints
 
@@ -53,33 +56,6 @@ class BulkStatusRequest(BaseModel):
     active: StrictBool
     skip_unchanged: StrictBool = False
     dry_run: StrictBool = False
-
-
-class Failure(BaseModel):
-    """Why one campaign failed: the error class and its message."""
-
-    error: str
-    message: str
-
-
-class BulkStatusResponse(BaseModel):
-    """Where every campaign ended up; ``planned`` lists what a dry run would send."""
-
-    succeeded: list[str]
-    failed: dict[str, Failure]
-    skipped: list[str]
-    planned: list[str]
-    dry_run: bool
-    summary: str
-
-
-class CampaignOut(BaseModel):
-    """One campaign as this API shows it."""
-
-    id: str
-    name: str
-    active: bool
-    last_call_date: str | None
 
 
 def client_from_env() -> AsyncConvoso:
@@ -123,42 +99,24 @@ def create_app(client_factory: ClientFactory | None = None) -> FastAPI:
         return JSONResponse({"error": type(error).__name__, "message": message}, status_code=502)
 
     @app.get("/campaigns")
-    async def list_campaigns(convoso: Convoso, active: bool | None = None) -> list[CampaignOut]:
-        """Every campaign, or only the active (``?active=true``) or inactive ones."""
+    async def list_campaigns(convoso: Convoso, active: bool | None = None) -> list[dict[str, Any]]:
+        """Every campaign (``Campaign.to_dict()``), or only the active or inactive ones."""
         return [
-            CampaignOut(
-                id=c.id,
-                name=c.name,
-                active=c.is_active,
-                last_call_date=c.last_call_date.date.isoformat() if c.last_call_date else None,
-            )
+            c.to_dict()
             for c in await convoso.campaigns.search()
             if active is None or c.is_active == active
         ]
 
-    @app.post("/campaigns/bulk-status", responses={207: {"model": BulkStatusResponse}})
-    async def bulk_status(
-        body: BulkStatusRequest, convoso: Convoso, response: Response
-    ) -> BulkStatusResponse:
-        """Set every listed campaign to ``active``; 207 if any failed."""
+    @app.post("/campaigns/bulk-status")
+    async def bulk_status(body: BulkStatusRequest, convoso: Convoso) -> JSONResponse:
+        """Set every listed campaign to ``active``: ``BatchResult.to_dict()``, 207 if any failed."""
         result = await convoso.campaigns.set_status_many(
             body.campaign_ids,
             body.active,
             skip_unchanged=body.skip_unchanged,
             dry_run=body.dry_run,
         )
-        response.status_code = 200 if result.ok else 207
-        return BulkStatusResponse(
-            succeeded=list(result.succeeded),
-            failed={
-                cid: Failure(error=type(e).__name__, message=str(e))
-                for cid, e in result.failed.items()
-            },
-            skipped=list(result.skipped),
-            planned=list(result.planned),
-            dry_run=result.dry_run,
-            summary=result.summary(),
-        )
+        return JSONResponse(result.to_dict(), status_code=200 if result.ok else 207)
 
     return app
 

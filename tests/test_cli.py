@@ -51,15 +51,19 @@ def test_list_json_and_filters(capsys: pytest.CaptureFixture[str]) -> None:
     code, rows = run_json(capsys, "campaigns", "list", "--inactive")
     assert [row["id"] for row in rows] == ["222"]  # type: ignore[attr-defined]
     code, rows = run_json(capsys, "campaigns", "list", "--active")
-    assert [row["status"] for row in rows] == ["Y", "Y"]  # type: ignore[attr-defined]
+    assert [row["status"] for row in rows] == ["active", "active"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.usefixtures("server")
-def test_list_table_prints_names(capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_into_a_pipe_is_one_tab_separated_line_per_campaign(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["campaigns", "list"]) == 0
-    out = capsys.readouterr().out
-    assert "Retention" in out
-    assert "3 campaigns" in out
+    assert capsys.readouterr().out.splitlines() == [
+        "111\tSales\tactive\t",
+        "222\tService\tinactive\t",
+        "333\tRetention\tactive\t",
+    ]
 
 
 @pytest.mark.usefixtures("server")

@@ -98,7 +98,8 @@ async def test_list_returns_every_campaign_of_the_fake() -> None:
     assert all(isinstance(c["name"], str) and c["name"] for c in listed)
     # Of 12 generated campaigns only the seventh (1007) has no last call.
     assert {c["id"] for c in listed if c["last_call_date"] is None} == {"1007"}
-    assert listed[0]["last_call_date"] == "2026-03-03"
+    assert listed[0]["last_call_date"]["date"] == "2026-03-03"
+    assert listed[0]["status"] == "active"
 
 
 @pytest.mark.asyncio
@@ -165,7 +166,7 @@ async def test_skip_unchanged_and_dry_run_pass_through() -> None:
         )
     assert dry.status_code == 200
     assert dry.json()["dry_run"] is True
-    assert dry.json()["planned"] == ["1001", "1003"]
+    assert [p["id"] for p in dry.json()["planned"]] == ["1001", "1003"]
     assert skipping.status_code == 200
     assert skipping.json()["succeeded"] == ["1001"]
     assert skipping.json()["skipped"] == ["1003"]
@@ -305,7 +306,7 @@ def test_bulk_asyncio_deactivates_campaigns_on_the_fake() -> None:
 def test_bulk_asyncio_reads_a_file_and_exits_1_listing_failures(tmp_path: Path) -> None:
     ids = tmp_path / "ids.txt"
     ids.write_text("# campaigns to switch on\n1003\n\n9999  # gone\n1006\n", encoding="utf-8")
-    done = run_script("bulk_asyncio.py", "--activate", "--fake", "--file", str(ids))
+    done = run_script("bulk_asyncio.py", "--activate", "--fake", "--from-file", str(ids))
     assert done.returncode == 1, done.stderr
     assert "3 campaigns: 2 succeeded, 1 failed" in done.stdout
     assert "failed 9999: campaign '9999' does not exist" in done.stdout
@@ -324,7 +325,7 @@ def test_bulk_asyncio_skip_unchanged_sends_only_changes() -> None:
     [
         (["--fake"], "--activate --deactivate"),
         (["--activate", "--fake"], "no campaign ids"),
-        (["--activate", "--fake", "--file", "/nonexistent/ids.txt"], "cannot read ids"),
+        (["--activate", "--fake", "--from-file", "/nonexistent/ids.txt"], "cannot read ids"),
     ],
 )
 def test_scripts_exit_2_on_bad_usage(script: str, args: list[str], complaint: str) -> None:

@@ -231,14 +231,16 @@ async def test_unknown_path_is_404_and_other_methods_405(anyio_backend: str, fro
 
 
 @pytest.mark.anyio
-async def test_paths_work_with_and_without_v1(anyio_backend: str) -> None:
+async def test_a_path_outside_v1_is_not_found_as_on_convoso(anyio_backend: str) -> None:
     fake = FakeConvoso(campaigns=1)
     async with httpx.AsyncClient(transport=fake.transport(), base_url="https://f.test") as http:
         bare = await http.post(SEARCH, data={"auth_token": TOKEN})
         prefixed = await http.post("/v1" + SEARCH, data={"auth_token": TOKEN})
 
-    assert bare.json() == prefixed.json()
-    assert [r.path for r in fake.requests] == [SEARCH, SEARCH]
+    assert bare.status_code == 404
+    assert bare.json() == {"success": False, "error": "Not found"}
+    assert [c["id"] for c in prefixed.json()["data"]] == ["1001"]
+    assert [(r.path, r.status) for r in fake.requests] == [(SEARCH, 404), (SEARCH, 200)]
 
 
 @pytest.mark.anyio
@@ -717,7 +719,11 @@ def test_cli_prints_url_answers_and_stops_on_sigterm() -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert proc.stdout is not None
-        assert proc.stdout.read() == ""
+        rest = proc.stdout.read().splitlines()
+        assert rest[0] == "token cli-token"
+        hint = f"try: CONVOSO_BASE_URL={url} CONVOSO_AUTH_TOKEN=cli-token convoso campaigns list"
+        assert rest[1] == hint
+        assert len(rest) == 2
 
 
 def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:

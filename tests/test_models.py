@@ -51,10 +51,79 @@ def test_php_datetime_keeps_the_time_and_gives_an_aware_datetime() -> None:
             }
         ]
     )
-    assert campaign.last_call_date is not None
-    moment = campaign.last_call_date.to_datetime()
+    last = campaign.last_call_date
+    assert last is not None
+    assert type(last.date) is dt.date
+    assert last.date == dt.date(2026, 3, 3)
+    assert last.time == dt.time(14, 5, 9, 250000)
+    moment = last.to_datetime()
     assert moment == dt.datetime(2026, 3, 3, 14, 5, 9, 250000, tzinfo=ZoneInfo("America/Denver"))
     assert moment.utcoffset() == dt.timedelta(hours=-7)
+
+
+def test_campaigns_sort_by_last_call_date_whichever_form_convoso_sent() -> None:
+    def with_date(campaign_id: str, date: str) -> dict[str, Any]:
+        zone = {"timezone_type": 3, "timezone": "America/Denver"}
+        return {
+            "id": campaign_id,
+            "name": "A",
+            "status": "Y",
+            "last_call_date": {"date": date, **zone},
+        }
+
+    result = campaigns(
+        [
+            with_date("1", "2026-03-03 14:05:09.000000"),
+            with_date("2", "2026-03-01"),
+            with_date("3", "2026-03-02 08:00:00.000000"),
+        ]
+    )
+    days = [c.last_call_date.date for c in result if c.last_call_date is not None]
+    assert all(type(day) is dt.date for day in days)
+    ordered = sorted(
+        result, key=lambda c: c.last_call_date.date if c.last_call_date else dt.date.min
+    )
+    assert [c.id for c in ordered] == ["2", "3", "1"]
+    assert days[0] == dt.date(2026, 3, 3)  # a datetime would compare unequal to its date
+
+
+def test_a_datetime_is_refused_as_the_day() -> None:
+    with pytest.raises(TypeError, match="pass the time of day as time="):
+        LastCallDate(dt.datetime(2026, 3, 3, 14, 5), 3, "America/Denver")
+
+
+def test_str_of_a_last_call_date_is_readable() -> None:
+    assert (
+        str(LastCallDate(dt.date(2026, 3, 3), 3, "America/Denver")) == "2026-03-03 America/Denver"
+    )
+    assert (
+        str(LastCallDate(dt.date(2026, 3, 3), 1, "+02:00", dt.time(14, 5, 9)))
+        == "2026-03-03 14:05:09 +02:00"
+    )
+
+
+def test_to_dict_is_json_ready_and_uses_one_status_vocabulary() -> None:
+    (sales, service, _) = campaigns(json.loads(REFERENCE_SEARCH_ANSWER)["data"])
+    assert sales.to_dict() == {
+        "id": "111",
+        "name": "Sales Campaign",
+        "status": "active",
+        "active": True,
+        "last_call_date": {
+            "date": "2026-03-03",
+            "time": None,
+            "timezone": "America/Denver",
+            "timezone_type": 3,
+        },
+    }
+    assert service.to_dict()["status"] == "inactive"
+    assert CampaignStatus.INACTIVE.label == "inactive"
+    timed = LastCallDate(dt.date(2026, 3, 3), 3, "America/Denver", dt.time(14, 5, 9, 250000))
+    assert timed.to_dict()["time"] == "14:05:09.250000"
+    no_call = Campaign("9", "Ñandú", CampaignStatus.INACTIVE)
+    for model in (sales, service, no_call):
+        # Plain JSON types only: no default= needed, and a round trip changes nothing.
+        assert json.loads(json.dumps(model.to_dict())) == model.to_dict()
 
 
 def test_plain_date_gives_midnight_in_its_zone_and_offsets_work() -> None:

@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from convoso_async import AsyncConvoso
 from convoso_async.cli import main
+from convoso_async.cli.schedule import reconcile
 from convoso_async.schedule import Schedule
-from convoso_async.schedule_cli import reconcile
 from convoso_async.testing import FakeConvoso
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "schedule.toml"
@@ -97,16 +98,42 @@ def test_cli_schedule_apply_at_time_json(
     assert sorted(again["skipped"]) == ["111", "333"]
 
 
-@pytest.mark.parametrize(
-    ("at", "message"),
-    [("yesterday", "--at must be an ISO time"), ("2026-03-09T09:00", "--at needs a UTC offset")],
-)
-def test_cli_schedule_apply_rejects_bad_times(
-    at: str, message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_cli_schedule_apply_rejects_a_time_that_is_not_iso(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CONVOSO_AUTH_TOKEN", "t")
-    assert main(["schedule", "apply", str(EXAMPLE), "--at", at]) == 2
-    assert message in capsys.readouterr().err
+    assert main(["schedule", "apply", str(EXAMPLE), "--at", "yesterday"]) == 2
+    assert "--at must be an ISO time" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("at", ["2026-03-09T09:00", "2026-03-09T15:00Z", "2026-03-09T09:00-06:00"])
+def test_cli_at_without_offset_is_read_in_the_schedules_zone_and_printed_there(
+    at: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = reference_fake()
+    with fake.serve_in_thread() as url:
+        monkeypatch.setenv("CONVOSO_AUTH_TOKEN", fake.TOKEN)
+        code = main(["schedule", "apply", str(EXAMPLE), "--at", at, "--base-url", url])
+    out = capsys.readouterr().out
+    assert code == 0
+    # 09:00 on Monday in Denver (MDT since the 8th): sales hours, not yet retention.
+    assert fake.statuses() == {"111": "Y", "222": "N", "333": "N"}
+    assert "schedule at 2026-03-09T09:00:00-06:00: 2 campaigns: 2 succeeded" in out
+
+
+def test_cli_at_without_offset_needs_one_when_windows_use_several_zones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    two_zones = tmp_path / "two.toml"
+    two_zones.write_text(
+        '[[window]]\ndays = "daily"\nstart = "08:00"\nend = "17:00"\ncampaigns = ["1"]\n'
+        'timezone = "America/Denver"\n'
+        '[[window]]\ndays = "daily"\nstart = "08:00"\nend = "17:00"\ncampaigns = ["2"]\n'
+        'timezone = "Europe/Berlin"\n'
+    )
+    monkeypatch.setenv("CONVOSO_AUTH_TOKEN", "t")
+    assert main(["schedule", "apply", str(two_zones), "--at", "2026-03-09T09:00"]) == 2
+    assert "several time zones; add one (e.g. 2026-03-09T09:00-07:00)" in capsys.readouterr().err
 
 
 def test_cli_invalid_schedule_names_the_line(
@@ -129,7 +156,7 @@ def test_schedule_run_reconciles_then_stops_cleanly_on_sigterm(tmp_path: Path) -
     schedule = tmp_path / "always.toml"
     # Two half-day windows: always active, yet with boundaries to wait for.
     schedule.write_text(
-        'timezone = "UTC"\n'
+        'timezone = "America/Denver"\n'
         '[[window]]\ndays = "daily"\nstart = "00:00"\nend = "12:00"\ncampaigns = ["111", "222"]\n'
         '[[window]]\ndays = "daily"\nstart = "12:00"\nend = "24:00"\ncampaigns = ["111", "222"]\n'
     )
@@ -156,4 +183,12 @@ def test_schedule_run_reconciles_then_stops_cleanly_on_sigterm(tmp_path: Path) -
     assert "SIGTERM: stopping" in err
     assert "campaign=222 wanted=active outcome=succeeded" in err
     assert "Traceback" not in err
-    assert "next boundary" in out
+    # Times are printed on the schedule's wall clock, with Denver's offset at that instant.
+    (boundary_line,) = [line for line in out.splitlines() if line.startswith("next boundary ")]
+    boundary = dt.datetime.fromisoformat(boundary_line.removeprefix("next boundary "))
+    denver = ZoneInfo("America/Denver")
+    assert boundary.utcoffset() == denver.utcoffset(boundary.replace(tzinfo=None))
+    assert boundary.time() in (dt.time(0), dt.time(12))
+    (report_line,) = [line for line in out.splitlines() if line.startswith("schedule at ")]
+    at = dt.datetime.fromisoformat(report_line.split(" ")[2].rstrip(":"))
+    assert at.utcoffset() == denver.utcoffset(at.replace(tzinfo=None))

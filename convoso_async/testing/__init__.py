@@ -19,20 +19,24 @@ core, so they behave alike. For example::
 
 from ._server import serve_forever
 from ._state import (
+    REFERENCE_CAMPAIGNS,
     FakeConvoso,
     Fault,
     FaultKind,
     RecordedRequest,
     generated_campaigns,
     most_in_window,
+    reference_campaigns,
 )
 
 __all__ = [
+    "REFERENCE_CAMPAIGNS",
     "FakeConvoso",
     "Fault",
     "FaultKind",
     "RecordedRequest",
     "generated_campaigns",
     "most_in_window",
+    "reference_campaigns",
     "serve_forever",
 ]

@@ -1,10 +1,15 @@
 """``python -m convoso_async.testing``: run the fake Convoso server until SIGINT/SIGTERM.
 
-Prints ``listening on http://HOST:PORT/v1`` once ready. ``convoso fake-server``
-runs the same `main`.
+Prints ``listening on http://HOST:PORT/v1`` once ready, then its tokens.
+``convoso fake-server`` runs the same `main`.
 
-    $ python -m convoso_async.testing --port 0 --campaigns 1000 --rate 50
+    $ python -m convoso_async.testing --port 0 --ids 111,222,333
     listening on http://127.0.0.1:41523/v1
+    token test-token
+    try: CONVOSO_BASE_URL=http://127.0.0.1:41523/v1 CONVOSO_AUTH_TOKEN=test-token ...
+
+Exit status: 0 after SIGINT/SIGTERM, 2 for bad arguments or a port it cannot
+listen on (in use, say).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from ._server import serve_forever
-from ._state import FakeConvoso
+from ._state import FakeConvoso, reference_campaigns
 
 __all__ = ["build_arg_parser", "main"]
 
@@ -60,6 +65,15 @@ def _latency(text: str) -> float | tuple[float, float]:
     return low, high
 
 
+def _ids(text: str) -> list[str]:
+    ids = [item.strip() for item in text.split(",")]
+    if not all(ids):
+        raise argparse.ArgumentTypeError(f"expected ids separated by commas (111,222): {text!r}")
+    if len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError(f"an id is given twice in {text!r}")
+    return ids
+
+
 def _rate(text: str) -> float:
     try:
         rate = float(text)
@@ -83,12 +97,24 @@ def build_arg_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--port", type=_port, default=0, help="port to bind; 0 picks a free one (default: 0)"
     )
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--campaigns",
         type=_count,
-        default=3,
+        default=None,
         metavar="N",
         help="how many campaigns to generate, ids from 1001 (default: 3)",
+    )
+    which.add_argument(
+        "--ids",
+        type=_ids,
+        metavar="ID,ID,...",
+        help="generate one campaign per id given, such as --ids 111,222,333",
+    )
+    which.add_argument(
+        "--reference",
+        action="store_true",
+        help="serve the API reference's own example campaigns: 111, 222 and 333",
     )
     parser.add_argument(
         "--latency",
@@ -133,7 +159,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     parser = build_arg_parser(prog)
     args = parser.parse_args(argv)
     fake = FakeConvoso(
-        campaigns=args.campaigns,
+        campaigns=reference_campaigns() if args.reference else args.campaigns,
+        campaign_ids=args.ids,
         tokens=tuple(args.token or (FakeConvoso.TOKEN,)),
         readonly_tokens=tuple(args.readonly_token),
         latency=args.latency,
@@ -149,7 +176,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             f"{parser.prog}: error: cannot listen on {args.host}:{args.port}: {reason}",
             file=sys.stderr,
         )
-        return 1
+        return 2
     return 0
 
 

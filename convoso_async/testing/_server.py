@@ -154,6 +154,15 @@ async def _serve_until_signal(fake: FakeConvoso, host: str, port: int) -> None:
             handled.append(signum)
     try:
         print(f"listening on {url}", flush=True)
+        for token in fake.tokens:
+            print(f"token {token}", flush=True)
+        for token in fake.readonly_tokens:
+            print(f"read-only token {token}", flush=True)
+        print(
+            f"try: CONVOSO_BASE_URL={url} CONVOSO_AUTH_TOKEN={fake.tokens[0]} "
+            "convoso campaigns list",
+            flush=True,
+        )
         await stop_event.wait()
     finally:
         for signum in handled:
@@ -164,8 +173,10 @@ async def _serve_until_signal(fake: FakeConvoso, host: str, port: int) -> None:
 def serve_forever(fake: FakeConvoso, host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve ``fake`` over HTTP in this thread until SIGINT or SIGTERM.
 
-    Prints one line, ``listening on http://HOST:PORT/v1``, to stdout once
-    ready, so another process can start it with ``--port 0`` and read the URL.
+    Once ready, prints ``listening on http://HOST:PORT/v1`` as its first line
+    on stdout (so another process can start it with ``--port 0`` and read the
+    URL), then a ``token T`` line per accepted token (``read-only token T``
+    for read-only ones) and a line showing how to point the CLI at it.
     """
     try:
         asyncio.run(_serve_until_signal(fake, host, port))

@@ -36,16 +36,28 @@ import httpx
 from ._server import ServerThread
 from ._transport import FakeTransport
 
-__all__ = ["Answer", "FakeConvoso", "Fault", "FaultKind", "RecordedRequest"]
+__all__ = [
+    "REFERENCE_CAMPAIGNS",
+    "Answer",
+    "FakeConvoso",
+    "Fault",
+    "FaultKind",
+    "RecordedRequest",
+    "generated_campaigns",
+    "most_in_window",
+    "reference_campaigns",
+]
 
 FaultKind = Literal["status", "rate_limit", "slow", "drop", "bad_json", "bad_shape"]
 FAULT_KINDS: Final[frozenset[str]] = frozenset(get_args(FaultKind))
 
 SEARCH_PATH: Final = "/campaigns/search"
 STATUS_PATH: Final = "/campaigns/status"
-#: Convoso's public base URL ends in ``/v1``; paths are accepted with or without it.
+#: Convoso's public base URL ends in ``/v1``; a path outside it is not found, as there.
 API_PREFIX: Final = "/v1"
 DEFAULT_TOKEN: Final = "test-token"
+#: How many campaigns a fake generates when told nothing.
+DEFAULT_CAMPAIGNS: Final = 3
 #: What a record shows in place of the token.
 MASK: Final = "***"
 
@@ -69,6 +81,13 @@ def _strip_prefix(path: str) -> str:
     if path.startswith(API_PREFIX + "/"):
         return path[len(API_PREFIX) :]
     return path
+
+
+def _api_path(raw_path: str) -> tuple[str, bool]:
+    """The path below ``/v1`` and True; or, for a path outside the API, itself and False."""
+    if raw_path.startswith(API_PREFIX + "/"):
+        return raw_path[len(API_PREFIX) :], True
+    return raw_path, False
 
 
 def _parse_fields(text: str) -> dict[str, str]:
@@ -259,13 +278,52 @@ _REGIONS: Final = ("East", "West", "Central", "North", "South", "Mountain", "Pac
 _LAST_DAY: Final = dt.date(2026, 3, 3)
 
 
-def generated_campaigns(count: int) -> list[dict[str, Any]]:
+#: The three campaigns of the Campaigns API reference's search example, as it shows them.
+REFERENCE_CAMPAIGNS: Final[tuple[Mapping[str, Any], ...]] = (
+    {
+        "id": "111",
+        "name": "Sales Campaign",
+        "status": "Y",
+        "last_call_date": {"date": "2026-03-03", "timezone_type": 3, "timezone": "America/Denver"},
+    },
+    {
+        "id": "222",
+        "name": "Customer Service",
+        "status": "N",
+        "last_call_date": {"date": "2026-03-02", "timezone_type": 3, "timezone": "America/Denver"},
+    },
+    {
+        "id": "333",
+        "name": "Retention Campaign",
+        "status": "Y",
+        "last_call_date": {"date": "2026-03-03", "timezone_type": 3, "timezone": "America/Denver"},
+    },
+)
+
+
+def reference_campaigns() -> list[dict[str, Any]]:
+    """A fresh copy of the API reference's example campaigns: ids 111 (active), 222, 333 (active).
+
+    ``FakeConvoso(campaigns=reference_campaigns())`` answers a search exactly
+    as the reference's response example does.
+    """
+    return [{**c, "last_call_date": dict(c["last_call_date"])} for c in REFERENCE_CAMPAIGNS]
+
+
+def generated_campaigns(
+    count: int, *, ids: Iterable[str | int] | None = None
+) -> list[dict[str, Any]]:
     """``count`` deterministic campaigns with ids ``"1001"``, ``"1002"``, ...
+
+    With ``ids``, one campaign per id given instead (``count`` is then unused).
 
     Names vary (one has a non-ASCII letter), about a third are inactive,
     every seventh has a null ``last_call_date`` and every fifth date carries
     a time in the ``YYYY-MM-DD HH:MM:SS.ffffff`` form PHP emits.
     """
+    chosen = None if ids is None else [str(i) for i in ids]
+    if chosen is not None:
+        count = len(chosen)
     campaigns: list[dict[str, Any]] = []
     combos = len(_TOPICS) * len(_REGIONS)
     for k in range(count):
@@ -281,7 +339,7 @@ def generated_campaigns(count: int) -> list[dict[str, Any]]:
             last_call = {"date": date, "timezone_type": 3, "timezone": zone}
         campaigns.append(
             {
-                "id": str(1001 + k),
+                "id": str(1001 + k) if chosen is None else chosen[k],
                 "name": name,
                 "status": "N" if k % 3 == 2 else "Y",
                 "last_call_date": last_call,
@@ -290,7 +348,20 @@ def generated_campaigns(count: int) -> list[dict[str, Any]]:
     return campaigns
 
 
-def _campaign_table(campaigns: int | Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def _campaign_table(
+    campaigns: int | Iterable[Mapping[str, Any]] | None,
+    campaign_ids: Iterable[str | int] | None,
+) -> dict[str, dict[str, Any]]:
+    if campaign_ids is not None:
+        if isinstance(campaign_ids, (str, bytes)):
+            raise TypeError(
+                "campaign_ids must be a collection of ids, such as ('111', '222'), not one str"
+            )
+        if campaigns is not None:
+            raise ValueError("give campaigns (a count or the objects) or campaign_ids, not both")
+        campaigns = generated_campaigns(0, ids=campaign_ids)
+    if campaigns is None:
+        campaigns = DEFAULT_CAMPAIGNS
     if isinstance(campaigns, bool):
         raise TypeError("campaigns must be a count or an iterable of campaign dicts, not a bool")
     if isinstance(campaigns, int):
@@ -356,12 +427,15 @@ class FakeConvoso:
             ...
         fake.statuses()  # {'1001': 'Y', '1002': 'Y', '1003': 'N'}
 
-    ``campaigns`` is a count (generated campaigns, ids from ``"1001"``) or the
-    API's campaign objects. ``readonly_tokens`` may search but not change a
-    status. ``latency`` is added to every answer: seconds, or a ``(low,
-    high)`` range drawn uniformly. ``rate_limit`` caps the requests accepted
-    in any sliding one-second window; the others get HTTP 429 with a
-    ``Retry-After`` of ``retry_after`` seconds. ``seed`` seeds the RNG behind
+    ``campaigns`` is a count (generated campaigns, ids from ``"1001"``;
+    default 3) or the API's campaign objects (`reference_campaigns` gives the
+    API reference's own 111, 222 and 333). ``campaign_ids`` instead generates
+    one campaign per id you choose: ``FakeConvoso(campaign_ids=["111", "222"])``.
+    ``readonly_tokens`` may search but not change a status. ``latency`` is
+    added to every answer: seconds, or a ``(low, high)`` range drawn uniformly.
+    ``rate_limit`` caps the requests accepted in any sliding one-second
+    window; the others get HTTP 429 with a ``Retry-After`` of ``retry_after``
+    seconds. ``seed`` seeds the RNG behind
     latency jitter and fault probabilities.
     """
 
@@ -370,8 +444,9 @@ class FakeConvoso:
 
     def __init__(
         self,
-        campaigns: int | Iterable[Mapping[str, Any]] = 3,
+        campaigns: int | Iterable[Mapping[str, Any]] | None = None,
         *,
+        campaign_ids: Iterable[str | int] | None = None,
         tokens: Iterable[str] = (DEFAULT_TOKEN,),
         readonly_tokens: Iterable[str] = (),
         latency: float | tuple[float, float] = 0.0,
@@ -379,7 +454,7 @@ class FakeConvoso:
         retry_after: float = 1.0,
         seed: int = 0,
     ) -> None:
-        self._campaigns = _campaign_table(campaigns)
+        self._campaigns = _campaign_table(campaigns, campaign_ids)
         self._tokens = _token_set(tokens, "tokens")
         self._readonly_tokens = _token_set(readonly_tokens, "readonly_tokens") - self._tokens
         self._latency = _latency_range(latency)
@@ -409,6 +484,16 @@ class FakeConvoso:
         )
 
     # -- inspection and scripting -------------------------------------------------
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """The tokens the fake accepts for every request, sorted."""
+        return tuple(sorted(self._tokens))
+
+    @property
+    def readonly_tokens(self) -> tuple[str, ...]:
+        """The tokens that may search but not change a status, sorted."""
+        return tuple(sorted(self._readonly_tokens))
 
     def add_fault(self, fault: Fault) -> Fault:
         """Script ``fault``; it is checked after the ones added before it. Returns it."""
@@ -515,7 +600,7 @@ class FakeConvoso:
         self, method: str, raw_path: str, content_type: str, body: bytes, query: str
     ) -> Answer:
         arrival = time.monotonic()
-        path = _strip_prefix(raw_path)
+        path, in_api = _api_path(raw_path)
         fields = _parse_fields(body.decode("utf-8", "replace")) if FORM_TYPE in content_type else {}
         token_in_query = False
         if query:
@@ -532,6 +617,8 @@ class FakeConvoso:
             fault = self._match_fault(self._seq, path, campaign_id) if self._faults else None
             if fault is not None and fault.kind != "slow":
                 answer = self._fault_answer(fault, path)
+            elif not in_api:
+                answer = _NO_ROUTE  # Convoso serves its API under /v1 only
             elif self._admit(arrival):
                 answer = self._route(method, path, fields, token)
             else:

@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from .changes import BatchProgress, BatchResult
-from .cli import run_with_progress
-from .client import AsyncConvoso
-from .testing import FakeConvoso, Fault
+from convoso_async.changes import BatchProgress, BatchResult
+from convoso_async.client import AsyncConvoso
+from convoso_async.testing import FakeConvoso, Fault
+
+from .output import run_with_progress
 
 __all__ = ["run_demo"]
 
@@ -49,8 +51,8 @@ async def run_demo(campaigns: int, latency: float, concurrency: int, rate: float
             for column in ("id", "name", "status", "last call"):
                 preview.add_column(column)
             for c in found[:5]:
-                last = "" if c.last_call_date is None else str(c.last_call_date.date)
-                preview.add_row(c.id, c.name, c.status.value, last)
+                last = "" if c.last_call_date is None else str(c.last_call_date)
+                preview.add_row(Text(c.id), Text(c.name), c.status.label, last)
             console.print(preview)
 
             ids = [c.id for c in found] + list(UNKNOWN_IDS)

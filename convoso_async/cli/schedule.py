@@ -5,7 +5,8 @@ campaigns whose state differs from the schedule's are changed (through
 ``apply_statuses(..., skip_unchanged=True)``). A second ``apply`` at the same
 instant therefore sends no status request at all.
 
-``run`` reconciles at start and at every window boundary. The first SIGINT or
+``run`` reconciles at start and at every window boundary; the times it prints
+are on the schedule's wall clock (its ``timezone``), with their UTC offset. The first SIGINT or
 SIGTERM lets a reconciliation in progress finish (so every outcome is known
 and printed) and then stops; a second one cancels it at once.
 """
@@ -19,11 +20,14 @@ import signal
 import sys
 
 import anyio
+import anyio.abc
 
-from .changes import BatchResult
-from .client import AsyncConvoso
-from .log import audit_logger
-from .schedule import Schedule
+from convoso_async.changes import BatchResult
+from convoso_async.client import AsyncConvoso
+from convoso_async.log import audit_logger
+from convoso_async.schedule import Schedule
+
+from .output import EXIT_FAILURES, EXIT_OK, UsageError, client_from_args, print_result
 
 __all__ = ["reconcile", "run_schedule_command"]
 
@@ -41,46 +45,51 @@ async def reconcile(
     )
 
 
-def _parse_at(text: str | None) -> dt.datetime:
-    from .cli import UsageError
-
+def _parse_at(text: str | None, schedule: Schedule) -> dt.datetime:
+    """``--at``: an ISO time; without an offset it is read on the schedule's wall clock."""
     if text is None:
         return dt.datetime.now(dt.timezone.utc)
     try:
         at = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
-            f"--at must be an ISO time such as 2026-03-09T08:00-07:00, not {text!r}"
+            f"--at must be an ISO time such as 2026-03-09T08:00 or 2026-03-09T08:00-07:00, "
+            f"not {text!r}"
         ) from None
     if at.tzinfo is None or at.utcoffset() is None:
-        raise UsageError(f"--at needs a UTC offset (e.g. {text}+00:00 or {text}-07:00)")
+        zone = schedule.zone
+        if zone is None:
+            raise UsageError(
+                f"--at {text} has no UTC offset and the schedule's windows use several "
+                f"time zones; add one (e.g. {text}-07:00)"
+            )
+        at = at.replace(tzinfo=zone)
     return at
 
 
-def _report(result: BatchResult, at: dt.datetime, *, as_json: bool) -> None:
-    from .cli import print_result
+def _wall_clock(moment: dt.datetime, schedule: Schedule) -> str:
+    """``moment`` on the schedule's wall clock (UTC offset shown), to the second."""
+    zone = schedule.zone
+    shown = moment if zone is None else moment.astimezone(zone)
+    return shown.isoformat(timespec="seconds")
 
-    print_result(result, as_json=as_json, title=f"schedule at {at.isoformat(timespec='seconds')}")
+
+def _report(result: BatchResult, at: dt.datetime, schedule: Schedule, *, as_json: bool) -> None:
+    print_result(result, as_json=as_json, title=f"schedule at {_wall_clock(at, schedule)}")
 
 
 async def _apply(args: argparse.Namespace, schedule: Schedule) -> int:
-    from .cli import client_from_args
-
-    at = _parse_at(args.at)
+    at = _parse_at(args.at, schedule)
     if not args.json:
         for line in schedule.describe():
             print(line)
     async with client_from_args(args) as convoso:
         result = await reconcile(convoso, schedule, at, dry_run=args.dry_run)
-    _report(result, at, as_json=args.json)
-    return 0 if result.ok else 1
+    _report(result, at, schedule, as_json=args.json)
+    return EXIT_OK if result.ok else EXIT_FAILURES
 
 
 async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
-    from .cli import client_from_args
-
-    for line in schedule.describe():
-        print(line, flush=True)
     if not audit_logger.handlers and not logging.getLogger().handlers:
         # A long-running reconciler keeps its audit trail on stderr by default.
         handler = logging.StreamHandler()
@@ -91,8 +100,11 @@ async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
     failed = False
     async with client_from_args(args) as convoso, anyio.create_task_group() as group:
 
-        async def watch_signals(work: list[anyio.CancelScope]) -> None:
+        async def watch_signals(
+            work: list[anyio.CancelScope], *, task_status: anyio.abc.TaskStatus[None]
+        ) -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()
                 async for received in signals:
                     name = signal.Signals(received).name
                     if stopping.is_set():
@@ -105,20 +117,24 @@ async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
                     stopping.set()
 
         current: list[anyio.CancelScope] = []
-        group.start_soon(watch_signals, current)
+        # Signals are ours before the first line is out: a Ctrl-C at any
+        # point after it gets the orderly stop, never a traceback.
+        await group.start(watch_signals, current)
+        for line in schedule.describe():
+            print(line, flush=True)
         while not stopping.is_set():
             now = dt.datetime.now(dt.timezone.utc)
             with anyio.CancelScope() as scope:
                 current.append(scope)
                 result = await reconcile(convoso, schedule, now)
                 current.remove(scope)
-                _report(result, now, as_json=False)
+                _report(result, now, schedule, as_json=False)
                 failed = not result.ok
             boundary = schedule.next_boundary(now)
             if boundary is None:
                 print("the schedule has no more boundaries; stopping", flush=True)
                 break
-            print(f"next boundary {boundary.isoformat(timespec='seconds')}", flush=True)
+            print(f"next boundary {_wall_clock(boundary, schedule)}", flush=True)
             while not stopping.is_set():
                 left = (boundary - dt.datetime.now(dt.timezone.utc)).total_seconds()
                 if left <= 0:
@@ -126,7 +142,7 @@ async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
                 with anyio.move_on_after(min(left, MAX_SLEEP)):
                     await stopping.wait()
         group.cancel_scope.cancel()
-    return 1 if failed else 0
+    return EXIT_FAILURES if failed else EXIT_OK
 
 
 def run_schedule_command(args: argparse.Namespace) -> int:
