@@ -32,3 +32,16 @@ RETRY_AFTER_CAP = 60.0
 
 #: HTTP statuses worth another attempt: rate limited, or a failure in front of Convoso.
 RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
+
+#: A retry budget (token bucket): retries a burst of failures may use, and the
+#: share of a retry each success gives back. 0.5 allows one retry per two
+#: successes in the long run; a 10% fault rate needs about one per nine.
+RETRY_BUDGET_TOKENS = 50.0
+RETRY_BUDGET_REFILL = 0.5
+
+#: The circuit breaker opens after this many network failures, timeouts or
+#: 5xx in a row with no success between them (at a 10% fault rate, ten in a
+#: row happen about once in 10**10 requests), and probes again after
+#: `BREAKER_COOLDOWN` seconds.
+BREAKER_FAILURE_THRESHOLD = 10
+BREAKER_COOLDOWN = 5.0
