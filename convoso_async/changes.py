@@ -249,7 +249,18 @@ class _Sender:
         counter = self._counters[campaign_id] = AttemptCounter()
         if self.fatal is not None:
             raise _Halted
-        await self._send(campaign_id, self._targets[campaign_id], counter)
+        try:
+            await self._send(campaign_id, self._targets[campaign_id], counter)
+        except BATCH_FATAL as error:
+            # Stop here, in the worker, not when the outcome is consumed: a
+            # stream's consumer may be slow, and no other request may go meanwhile.
+            if self.fatal is None:
+                self.fatal = error
+                logger.error(
+                    "stopping the batch: %s; the campaigns not yet sent will not be sent",
+                    error,
+                )
+            raise
 
     def settle(self, outcome: bulk.Outcome[str, None]) -> StatusOutcome:
         campaign_id, error = outcome.key, outcome.error
@@ -265,12 +276,6 @@ class _Sender:
                 self.first_unsent = error
         else:
             _audit(campaign_id, active, "failed", tries, error=type(error).__name__)
-            if self.fatal is None and isinstance(error, BATCH_FATAL):
-                self.fatal = error
-                logger.error(
-                    "stopping the batch: %s; the campaigns not yet sent will not be sent",
-                    error,
-                )
         return StatusOutcome(campaign_id, active, error, tries)
 
     def stop(
@@ -291,8 +296,9 @@ class _Sender:
             else:
                 unsent[campaign_id] = NotSentError(why, reason=reason, campaign_id=campaign_id)
         self._counters.clear()
+        in_flight = set(unknown)
         for campaign_id in not_started:
-            if campaign_id not in unsent:
+            if campaign_id not in unsent and campaign_id not in in_flight:
                 unsent[campaign_id] = NotSentError(why, reason=reason, campaign_id=campaign_id)
         for campaign_id in unsent:
             _audit(campaign_id, self._targets[campaign_id], "not_sent", 0, reason=reason)
