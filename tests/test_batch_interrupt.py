@@ -219,12 +219,15 @@ async def test_leaving_iter_set_status_early_audits_the_in_flight_ids_as_unknown
     caplog.set_level(logging.INFO, logger="convoso_async.audit")
     fake = FakeConvoso(campaigns=100, latency=0.05)
     taken: list[str] = []
-    async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url) as c:
-        async with contextlib.aclosing(c.campaigns.iter_set_status(ids_of(100), True)) as stream:
-            async for outcome in stream:
-                taken.append(outcome.campaign_id)
-                if len(taken) == 10:
-                    break
+    async with (
+        fake.serve() as url,
+        AsyncConvoso(fake.TOKEN, base_url=url) as c,
+        contextlib.aclosing(c.campaigns.iter_set_status(ids_of(100), True)) as stream,
+    ):
+        async for outcome in stream:
+            taken.append(outcome.campaign_id)
+            if len(taken) == 10:
+                break
     lines = audit(caplog)
     seen = seen_by_server(fake)
     assert seen <= set(lines)
