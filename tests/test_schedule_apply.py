@@ -15,8 +15,8 @@ import pytest
 
 from convoso_async import AsyncConvoso
 from convoso_async.cli import main
+from convoso_async.cli.schedule import reconcile
 from convoso_async.schedule import Schedule
-from convoso_async.schedule_cli import reconcile
 from convoso_async.testing import FakeConvoso
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "schedule.toml"

@@ -20,10 +20,12 @@ import sys
 
 import anyio
 
-from .changes import BatchResult
-from .client import AsyncConvoso
-from .log import audit_logger
-from .schedule import Schedule
+from convoso_async.changes import BatchResult
+from convoso_async.client import AsyncConvoso
+from convoso_async.log import audit_logger
+from convoso_async.schedule import Schedule
+
+from .output import EXIT_FAILURES, EXIT_OK, UsageError, client_from_args, print_result
 
 __all__ = ["reconcile", "run_schedule_command"]
 
@@ -42,8 +44,6 @@ async def reconcile(
 
 
 def _parse_at(text: str | None) -> dt.datetime:
-    from .cli import UsageError
-
     if text is None:
         return dt.datetime.now(dt.timezone.utc)
     try:
@@ -58,14 +58,10 @@ def _parse_at(text: str | None) -> dt.datetime:
 
 
 def _report(result: BatchResult, at: dt.datetime, *, as_json: bool) -> None:
-    from .cli import print_result
-
     print_result(result, as_json=as_json, title=f"schedule at {at.isoformat(timespec='seconds')}")
 
 
 async def _apply(args: argparse.Namespace, schedule: Schedule) -> int:
-    from .cli import client_from_args
-
     at = _parse_at(args.at)
     if not args.json:
         for line in schedule.describe():
@@ -73,12 +69,10 @@ async def _apply(args: argparse.Namespace, schedule: Schedule) -> int:
     async with client_from_args(args) as convoso:
         result = await reconcile(convoso, schedule, at, dry_run=args.dry_run)
     _report(result, at, as_json=args.json)
-    return 0 if result.ok else 1
+    return EXIT_OK if result.ok else EXIT_FAILURES
 
 
 async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
-    from .cli import client_from_args
-
     for line in schedule.describe():
         print(line, flush=True)
     if not audit_logger.handlers and not logging.getLogger().handlers:
@@ -126,7 +120,7 @@ async def _run(args: argparse.Namespace, schedule: Schedule) -> int:
                 with anyio.move_on_after(min(left, MAX_SLEEP)):
                     await stopping.wait()
         group.cancel_scope.cancel()
-    return 1 if failed else 0
+    return EXIT_FAILURES if failed else EXIT_OK
 
 
 def run_schedule_command(args: argparse.Namespace) -> int:

@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from rich.console import Console
 from rich.table import Table
 
-from .changes import BatchProgress, BatchResult
-from .cli import run_with_progress
-from .client import AsyncConvoso
-from .testing import FakeConvoso, Fault
+from convoso_async.changes import BatchProgress, BatchResult
+from convoso_async.client import AsyncConvoso
+from convoso_async.testing import FakeConvoso, Fault
+
+from .output import run_with_progress
 
 __all__ = ["run_demo"]
 

@@ -21,34 +21,30 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import anyio
 
-from .changes import BatchProgress, BatchResult
-from .client import AsyncConvoso
-from .defaults import ENV_AUTH_TOKEN, ENV_BASE_URL
-from .errors import ConfigurationError, ConvosoError
+from convoso_async.defaults import ENV_AUTH_TOKEN, ENV_BASE_URL
+from convoso_async.errors import ConfigurationError, ConvosoError
 
-if TYPE_CHECKING:
-    from rich.console import Console
+from .output import (
+    EXIT_ERROR,
+    EXIT_FAILURES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    client_from_args,
+    console,
+    print_result,
+    run_with_progress,
+)
 
 __all__ = ["main"]
-
-EXIT_OK = 0
-EXIT_FAILURES = 1
-EXIT_USAGE = 2
-EXIT_ERROR = 3
-EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """A problem with the command line itself: print it, exit 2."""
-
 
 N = TypeVar("N", int, float)
 
@@ -172,23 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_token(token_file: Path | None) -> str:
-    """The auth token: ``--token-file`` first, then ``CONVOSO_AUTH_TOKEN``."""
-    if token_file is None:
-        token = os.environ.get(ENV_AUTH_TOKEN, "").strip()
-        if not token:
-            raise UsageError(f"no auth token: set {ENV_AUTH_TOKEN} or pass --token-file FILE")
-        return token
-    try:
-        lines = token_file.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UsageError(f"cannot read token file {str(token_file)!r}: {exc.strerror}") from None
-    token = lines[0].strip() if lines else ""
-    if not token:
-        raise UsageError(f"token file {str(token_file)!r} is empty")
-    return token
-
-
 def read_ids(ids: Sequence[str], from_file: Path | None, stdin: TextIO) -> list[str]:
     """Ids from the command line and ``--from-file``, in order, blank lines and comments dropped."""
     collected = [item.strip() for item in ids]
@@ -208,28 +187,6 @@ def read_ids(ids: Sequence[str], from_file: Path | None, stdin: TextIO) -> list[
     if not collected:
         raise UsageError("no campaign ids given: pass IDs or --from-file F")
     return collected
-
-
-def _console(stderr: bool = False) -> Console:
-    try:
-        from rich.console import Console
-    except ImportError:
-        raise UsageError(
-            "the convoso command needs its extra: pip install 'convoso-async[cli]'"
-        ) from None
-    return Console(stderr=stderr, highlight=False)
-
-
-def client_from_args(args: argparse.Namespace) -> AsyncConvoso:
-    """The client a command's connection options (and bulk options, if it has them) describe."""
-    return AsyncConvoso(
-        read_token(args.token_file),
-        base_url=args.base_url,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        max_concurrency=getattr(args, "concurrency", 8),
-        rate_limit=getattr(args, "rate", None),
-    )
 
 
 async def _list(args: argparse.Namespace) -> int:
@@ -261,99 +218,8 @@ async def _list(args: argparse.Namespace) -> int:
     for c in campaigns:
         last = "" if c.last_call_date is None else str(c.last_call_date.date)
         table.add_row(c.id, c.name, "active" if c.is_active else "inactive", last)
-    _console().print(table)
+    console().print(table)
     return EXIT_OK
-
-
-async def run_with_progress(
-    label: str,
-    total: int,
-    work: Callable[[Callable[[BatchProgress], None] | None], Awaitable[BatchResult]],
-    *,
-    show: bool,
-) -> BatchResult:
-    """Run a bulk change with a progress bar on stderr (when ``show``)."""
-    if not show or total == 0:
-        return await work(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=_console(stderr=True),
-        transient=False,
-    ) as progress:
-        task = progress.add_task(label, total=total)
-
-        def advance(counts: BatchProgress) -> None:
-            progress.update(task, completed=counts.done)
-
-        return await work(advance)
-
-
-def result_json(result: BatchResult) -> dict[str, Any]:
-    """A bulk result as plain JSON types, for ``--json``."""
-    return {
-        "ok": result.ok,
-        "dry_run": result.dry_run,
-        "total": len(result.targets),
-        "succeeded": list(result.succeeded),
-        "failed": {
-            campaign_id: {"error": type(error).__name__, "message": str(error)}
-            for campaign_id, error in result.failed.items()
-        },
-        "skipped": list(result.skipped),
-        "planned": [
-            {"id": i, "active": result.targets[i], "currently_active": result.current.get(i)}
-            for i in result.planned
-        ],
-        "retries": result.retries,
-        "elapsed_seconds": round(result.elapsed, 3),
-    }
-
-
-def print_result(result: BatchResult, *, as_json: bool, title: str) -> None:
-    """The end-of-run report: a summary table and every failure with its reason."""
-    if as_json:
-        print(json.dumps(result_json(result), indent=2, ensure_ascii=False))
-        return
-    from rich.table import Table
-
-    console = _console()
-    table = Table(title=title)
-    if result.dry_run:
-        for column in ("campaigns", "would send", "would change", "skipped", "failed"):
-            table.add_column(column, justify="right")
-        changes = sum(1 for i in result.planned if result.current.get(i) != result.targets[i])
-        table.add_row(
-            str(len(result.targets)),
-            str(len(result.planned)),
-            str(changes),
-            str(len(result.skipped)),
-            str(len(result.failed)),
-        )
-    else:
-        for column in ("campaigns", "succeeded", "failed", "skipped", "retries", "seconds"):
-            table.add_column(column, justify="right")
-        table.add_row(
-            str(len(result.targets)),
-            str(len(result.succeeded)),
-            str(len(result.failed)),
-            str(len(result.skipped)),
-            str(result.retries),
-            f"{result.elapsed:.2f}",
-        )
-    console.print(table)
-    if result.dry_run:
-        for campaign_id in result.planned[:50]:
-            wanted = "activate" if result.targets[campaign_id] else "deactivate"
-            console.print(f"  would {wanted} {campaign_id}")
-        if len(result.planned) > 50:
-            console.print(f"  ... and {len(result.planned) - 50} more")
-    for campaign_id, error in sorted(result.failed.items()):
-        console.print(f"[red]failed[/red] {campaign_id}: {type(error).__name__}: {error}")
 
 
 async def _change(args: argparse.Namespace, stdin: TextIO) -> int:
@@ -380,13 +246,13 @@ def _dispatch(args: argparse.Namespace, stdin: TextIO) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        _console()  # fail early, with the install hint, if rich is missing
+        console()  # fail early, with the install hint, if rich is missing
         return anyio.run(run_demo, args.campaigns, args.latency, args.concurrency, args.rate)
     if args.command == "schedule":
-        from .schedule_cli import run_schedule_command
+        from .schedule import run_schedule_command
 
         return run_schedule_command(args)
-    _console()
+    console()
     if args.action == "list":
         return anyio.run(_list, args)
     return anyio.run(_change, args, stdin)
@@ -396,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``convoso`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["fake-server"]:
-        from .testing.__main__ import main as fake_main
+        from convoso_async.testing.__main__ import main as fake_main
 
         return fake_main(argv[1:], prog="convoso fake-server")
     parser = build_parser()
@@ -421,9 +287,5 @@ def _fail(parser: argparse.ArgumentParser, message: str, code: int) -> int:
 
 
 def entry_point() -> NoReturn:
-    """``python -m convoso_async.cli`` and the console script."""
+    """``python -m convoso_async.cli``: run `main` and exit with its code."""
     sys.exit(main())
-
-
-if __name__ == "__main__":
-    entry_point()
