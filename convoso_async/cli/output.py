@@ -30,6 +30,7 @@ __all__ = [
     "client_from_args",
     "console",
     "print_result",
+    "print_stopped",
     "read_token",
     "result_json",
     "run_with_progress",
@@ -115,24 +116,8 @@ async def run_with_progress(
 
 
 def result_json(result: BatchResult) -> dict[str, Any]:
-    """A bulk result as plain JSON types, for ``--json``."""
-    return {
-        "ok": result.ok,
-        "dry_run": result.dry_run,
-        "total": len(result.targets),
-        "succeeded": list(result.succeeded),
-        "failed": {
-            campaign_id: {"error": type(error).__name__, "message": str(error)}
-            for campaign_id, error in result.failed.items()
-        },
-        "skipped": list(result.skipped),
-        "planned": [
-            {"id": i, "active": result.targets[i], "currently_active": result.current.get(i)}
-            for i in result.planned
-        ],
-        "retries": result.retries,
-        "elapsed_seconds": round(result.elapsed, 3),
-    }
+    """A bulk result as plain JSON types, for ``--json``: every bucket, each id in one."""
+    return result.to_dict()
 
 
 def print_result(result: BatchResult, *, as_json: bool, title: str) -> None:
@@ -156,13 +141,16 @@ def print_result(result: BatchResult, *, as_json: bool, title: str) -> None:
             str(len(result.failed)),
         )
     else:
-        for column in ("campaigns", "succeeded", "failed", "skipped", "retries", "seconds"):
+        columns = ("campaigns", "succeeded", "failed", "skipped", "not sent", "unknown")
+        for column in (*columns, "retries", "seconds"):
             table.add_column(column, justify="right")
         table.add_row(
             str(len(result.targets)),
             str(len(result.succeeded)),
             str(len(result.failed)),
             str(len(result.skipped)),
+            str(len(result.not_sent)),
+            str(len(result.unknown)),
             str(result.retries),
             f"{result.elapsed:.2f}",
         )
@@ -175,3 +163,26 @@ def print_result(result: BatchResult, *, as_json: bool, title: str) -> None:
             out.print(f"  ... and {len(result.planned) - 50} more")
     for campaign_id, error in sorted(result.failed.items()):
         out.print(f"[red]failed[/red] {campaign_id}: {type(error).__name__}: {error}")
+    print_stopped(result, out)
+
+
+def print_stopped(result: BatchResult, out: Console) -> None:
+    """The ids a stopped batch never sent (one line per reason) and those left unknown."""
+    causes: dict[tuple[str, str], list[Exception]] = {}
+    for error in result.not_sent.values():
+        # Errors of one cause differ only by campaign (and a countdown): say each cause once.
+        key = (type(error).__name__, str(getattr(error, "reason", "")))
+        causes.setdefault(key, []).append(error)
+    for (name, _), errors in causes.items():
+        first = errors[0]
+        out.print(
+            f"[yellow]not sent[/yellow] {len(errors)} campaigns "
+            f"({name}: {getattr(first, 'message', first)})"
+        )
+    if result.unknown:
+        shown = ", ".join(sorted(result.unknown)[:50])
+        more = f" and {len(result.unknown) - 50} more" if len(result.unknown) > 50 else ""
+        out.print(
+            f"[yellow]unknown[/yellow] {len(result.unknown)} campaigns were in flight when the "
+            f"batch stopped and may or may not have changed: {shown}{more}"
+        )
