@@ -71,7 +71,10 @@ FOREVER = 10**6
 
 
 def conditional_probabilities(rate: float) -> list[float]:
-    """Per-fault probabilities giving fault i ``rate * share_i`` of all requests (checked in order)."""
+    """Per-fault probabilities giving fault i ``rate * share_i`` of all requests.
+
+    The fake checks faults in order, so each is conditional on the earlier ones missing.
+    """
     probabilities, left = [], 1.0
     for _, share in FAULT_MIX:
         wanted = rate * share
@@ -134,19 +137,26 @@ class Row:
     wrong_state: int = 0
 
 
-def client_options(scenario: str) -> dict[str, object]:
+def client_options(scenario: str) -> tuple[float, int]:
+    """The timeout and concurrency: the defaults, or the soak's for the 10% row."""
     if scenario == "10% faults":
-        return {"timeout": SOAK_TIMEOUT, "max_concurrency": SOAK_CONCURRENCY}
-    return {}
+        return SOAK_TIMEOUT, SOAK_CONCURRENCY
+    return DEFAULT_TIMEOUT, DEFAULT_MAX_CONCURRENCY
 
 
 async def run_before(url: str, scenario: str, ids: list[str], cap: float) -> tuple[Row, set[str]]:
     token = BAD_TOKEN if scenario == "bad token" else TOKEN
     outcomes: list[bulk.Outcome[str, None]] = []
+    timeout, concurrency = client_options(scenario)
     started = time.monotonic()
     async with AsyncConvoso(
-        token, base_url=url, circuit_breaker=False, retry_budget=False, **client_options(scenario)
-    ) as client:  # type: ignore[arg-type]
+        token,
+        base_url=url,
+        timeout=timeout,
+        max_concurrency=concurrency,
+        circuit_breaker=False,
+        retry_budget=False,
+    ) as client:
         with anyio.move_on_after(cap if cap > 0 else math.inf) as scope:
             await bulk.run_all(
                 ids,
@@ -164,8 +174,11 @@ async def run_before(url: str, scenario: str, ids: list[str], cap: float) -> tup
 
 async def run_after(url: str, scenario: str, ids: list[str]) -> tuple[Row, BatchResult]:
     token = BAD_TOKEN if scenario == "bad token" else TOKEN
+    timeout, concurrency = client_options(scenario)
     started = time.monotonic()
-    async with AsyncConvoso(token, base_url=url, **client_options(scenario)) as client:  # type: ignore[arg-type]
+    async with AsyncConvoso(
+        token, base_url=url, timeout=timeout, max_concurrency=concurrency
+    ) as client:
         result = await client.campaigns.set_status_many(ids, False)
     row = Row(scenario, "after", time.monotonic() - started)
     row.succeeded = len(result.succeeded)
@@ -274,7 +287,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS), metavar="S"
     )
-    parser.add_argument("--serve", choices=SCENARIOS + ("ok",), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=SCENARIOS, help=argparse.SUPPRESS)
     parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--campaigns", type=int, default=3000, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -297,9 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{scenario} / {client}: raised {error!r}", file=sys.stderr)
                     return 1
                 print(f"done: {scenario} / {client}", file=sys.stderr, flush=True)
-    print(
-        f"python benchmarks/failure_modes.py --ids {args.ids} --before-cap {args.before_cap:g}\n"
-    )
+    print(f"python benchmarks/failure_modes.py --ids {args.ids} --before-cap {args.before_cap:g}\n")
     report(rows, args.ids)
     faults = [r for r in rows if r.scenario == "10% faults" and r.client == "after"]
     after = [r for r in rows if r.client == "after"]
