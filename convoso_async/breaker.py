@@ -6,8 +6,9 @@ client-wide (every ``with_options`` copy and every concurrent batch shares
 them), decide when asking again stops paying:
 
 `RetryBudget`, a token bucket as in gRPC's retry throttling and the AWS SDKs'
-retry quota: it starts full; every retry takes one token, every success gives
-back ``refill`` of one. While it holds a whole token, retries go ahead; empty,
+retry quota: it starts full; every retry of a network failure, timeout or 5xx
+takes one token, every answer (a success, or a Convoso error: the service is
+up) gives back ``refill`` of one. While it holds a whole token, retries go ahead; empty,
 a failed request fails at once with its own error, until successes fill it
 again. With the defaults retries may be about half as many as successes
 (Finagle's RetryBudget and the SRE book's client-side throttling reason the
@@ -60,15 +61,15 @@ def _check(name: str, value: float, *, minimum: float, integer: bool = False) ->
 
 
 class RetryBudget:
-    """A token bucket for retries: a retry takes a token, a success gives back ``refill``.
+    """A token bucket for retries: a retry takes a token, an answer gives back ``refill``.
 
         >>> AsyncConvoso(retry_budget=RetryBudget(tokens=200, refill=0.2))
 
     Args:
         tokens: the bucket's size, and what it holds at first: how many
             retries a burst of failures may use before successes must pay.
-        refill: tokens one success gives back (0.5: at most one retry per
-            two successes in the long run).
+        refill: tokens one answer gives back (0.5: at most one retry per
+            two answers in the long run).
     """
 
     def __init__(
@@ -107,7 +108,7 @@ class RetryBudget:
         return False
 
     def on_success(self) -> None:
-        """A request succeeded: give back ``refill`` tokens, up to the bucket's size."""
+        """An answer came: give back ``refill`` tokens, up to the bucket's size."""
         self._tokens = min(self.capacity, self._tokens + self.refill)
         if self._empty and self._tokens >= 1.0:
             self._empty = False
