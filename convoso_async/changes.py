@@ -242,6 +242,8 @@ class _Sender:
         self._targets = targets
         self._send = send
         self._counters: dict[str, AttemptCounter] = {}
+        # Answers received but not yet settled (a stream's consumer is behind).
+        self._finished: dict[str, Exception | None] = {}
         self.fatal: Exception | None = None
         self.first_unsent: Exception | None = None
 
@@ -251,21 +253,24 @@ class _Sender:
             raise _Halted
         try:
             await self._send(campaign_id, self._targets[campaign_id], counter)
-        except BATCH_FATAL as error:
-            # Stop here, in the worker, not when the outcome is consumed: a
-            # stream's consumer may be slow, and no other request may go meanwhile.
-            if self.fatal is None:
+        except Exception as error:
+            self._finished[campaign_id] = error
+            if self.fatal is None and isinstance(error, BATCH_FATAL):
+                # Stop here, in the worker, not when the outcome is consumed: a
+                # stream's consumer may be slow, and nothing may go meanwhile.
                 self.fatal = error
                 logger.error(
                     "stopping the batch: %s; the campaigns not yet sent will not be sent",
                     error,
                 )
             raise
+        self._finished[campaign_id] = None
 
     def settle(self, outcome: bulk.Outcome[str, None]) -> StatusOutcome:
         campaign_id, error = outcome.key, outcome.error
         active = self._targets[campaign_id]
         tries = self._counters.pop(campaign_id).attempts
+        self._finished.pop(campaign_id, None)
         if isinstance(error, _Halted):
             error = self.fatal
         if error is None:
@@ -278,10 +283,21 @@ class _Sender:
             _audit(campaign_id, active, "failed", tries, error=type(error).__name__)
         return StatusOutcome(campaign_id, active, error, tries)
 
+    def answered(self) -> list[bulk.Outcome[str, None]]:
+        """Outcomes whose answer came but that were not settled yet (a consumer fell behind)."""
+        return [
+            bulk.Outcome(campaign_id, error=self._finished[campaign_id])
+            for campaign_id in self._counters
+            if campaign_id in self._finished
+        ]
+
     def stop(
         self, not_started: Iterable[str], reason: str
     ) -> tuple[list[str], dict[str, Exception]]:
-        """The work stopped: in-flight ids are unknown, the others not sent. Audits each."""
+        """The work stopped: in-flight ids are unknown, the others not sent. Audits each.
+
+        Settle the `answered` outcomes first, or they count as unknown.
+        """
         unknown: list[str] = []
         unsent: dict[str, Exception] = {}
         why = (
@@ -365,6 +381,8 @@ async def apply(
         progress()
 
     def partial(reason: str) -> BatchResult:
+        for outcome in sender.answered():  # none in practice: `record` settles each at once
+            record(outcome)
         unknown, unsent = sender.stop((i for i in targets if i not in settled), reason)
         not_sent.update(unsent)
         stopped = sender.fatal or next(iter(unsent.values()), None) or sender.first_unsent
@@ -453,4 +471,7 @@ async def stream(
             async for outcome in outcomes:
                 yield sender.settle(outcome)
     finally:
+        # Answers the consumer never took still get their true audit line.
+        for outcome in sender.answered():
+            sender.settle(outcome)
         sender.stop((), "interrupted")

@@ -152,11 +152,11 @@ async def test_a_partial_outage_never_opens_the_breaker_and_every_id_succeeds(
     fake = FakeConvoso(campaigns=1500, seed=7)
     fake.add_fault(Fault("status", status=503, probability=0.05))
     fake.add_fault(Fault("drop", probability=0.035))
-    fake.add_fault(Fault("slow", delay=0.4, probability=0.015))
+    fake.add_fault(Fault("slow", delay=1.5, probability=0.015))
     ids = ids_of(1500)
     async with (
         fake.serve() as url,
-        AsyncConvoso(fake.TOKEN, base_url=url, timeout=0.25, max_concurrency=32) as c,
+        AsyncConvoso(fake.TOKEN, base_url=url, timeout=1.0, max_concurrency=32) as c,
     ):
         with anyio.fail_after(HANG_GUARD):
             result = await c.campaigns.set_status_many(ids, False)
