@@ -85,6 +85,21 @@ def test_a_refused_token_with_json_prints_the_buckets_and_exits_three(
     assert len(captured.err.strip().splitlines()) == 1
 
 
+@pytest.mark.usefixtures("instant")
+def test_a_refused_pre_flight_search_is_one_message_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeConvoso(campaigns=5)
+    monkeypatch.setenv("CONVOSO_AUTH_TOKEN", "wrong-token-12345")
+    with fake.serve_in_thread() as url:
+        code = main(["campaigns", "activate", "1001", "--skip-unchanged", "--base-url", url])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert "AuthenticationError" in err
+
+
 def run_and_signal(
     fake: FakeConvoso, tmp_path: Path, signum: int, *extra: str
 ) -> subprocess.CompletedProcess[str]:

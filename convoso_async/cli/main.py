@@ -280,6 +280,7 @@ async def _until_signal(
     partial: list[BatchResult] = []
     caught: list[int] = []
     done: list[BatchResult] = []
+    failure: list[Exception] = []
     async with anyio.create_task_group() as group:
 
         async def watch() -> None:
@@ -290,8 +291,13 @@ async def _until_signal(
                     return
 
         group.start_soon(watch)
-        done.append(await work(partial.append))
+        try:
+            done.append(await work(partial.append))
+        except Exception as error:  # raised below, not wrapped in the task group's ExceptionGroup
+            failure.append(error)
         group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
     if done:
         return done[0], None
     return partial[0], caught[0]
