@@ -10,6 +10,7 @@ Works on asyncio and trio. See the README for retries, rate limits, bulk
 changes, the fake server (`convoso_async.testing`) and the ``convoso`` CLI.
 """
 
+from .breaker import CircuitBreaker, RetryBudget
 from .changes import BatchProgress, BatchResult, StatusOutcome
 from .client import AsyncConvoso
 from .errors import (
@@ -20,9 +21,11 @@ from .errors import (
     AuthenticationError,
     BatchError,
     CampaignNotFoundError,
+    CircuitOpenError,
     ConfigurationError,
     ConvosoError,
     InvalidStatusError,
+    NotSentError,
     PermissionDeniedError,
     RateLimitError,
     ResponseDecodeError,
@@ -48,15 +51,19 @@ __all__ = [
     "Campaign",
     "CampaignNotFoundError",
     "CampaignStatus",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "ConfigurationError",
     "ConvosoError",
     "InvalidStatusError",
     "LastCallDate",
     "Limiter",
+    "NotSentError",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",
     "ResponseDecodeError",
+    "RetryBudget",
     "Schedule",
     "ScheduleError",
     "ServerError",

@@ -10,7 +10,6 @@ the others. Works on asyncio and trio (anyio).
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
@@ -49,6 +48,32 @@ async def _outcome(operation: Callable[[K], Awaitable[T]], key: K) -> Outcome[K,
         return Outcome(key, error=error)
 
 
+async def _work(
+    keys: Iterable[K],
+    operation: Callable[[K], Awaitable[T]],
+    max_concurrency: int,
+    deliver: Callable[[Outcome[K, T]], Awaitable[None] | None],
+) -> None:
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+    todo = unique(keys)
+    pending = iter(todo)
+
+    async def worker() -> None:
+        for key in pending:  # shared iterator: each key is taken by exactly one worker
+            # An operation that finished in the same tick as a cancel must not
+            # let its worker start the next key.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            delivered = deliver(await _outcome(operation, key))
+            if delivered is not None:
+                # Waits while the consumer is behind: this worker takes no new key.
+                await delivered
+
+    async with anyio.create_task_group() as group:
+        for _ in range(min(max_concurrency, len(todo))):
+            group.start_soon(worker)
+
+
 async def run_all(
     keys: Iterable[K],
     operation: Callable[[K], Awaitable[T]],
@@ -61,25 +86,14 @@ async def run_all(
     Returns the outcomes in completion order; ``on_outcome`` sees each as it
     happens (so a caller that is cancelled midway still saw every finished one).
     """
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
-    todo = unique(keys)
-    pending = iter(todo)
     outcomes: list[Outcome[K, T]] = []
 
-    async def worker() -> None:
-        for key in pending:  # shared iterator: each key is taken by exactly one worker
-            # An operation that finished in the same tick as a cancel must not
-            # let its worker start the next key.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            outcome = await _outcome(operation, key)
-            outcomes.append(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
+    def record(outcome: Outcome[K, T]) -> None:
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
 
-    async with anyio.create_task_group() as group:
-        for _ in range(min(max_concurrency, len(todo))):
-            group.start_soon(worker)
+    await _work(keys, operation, max_concurrency, record)
     return outcomes
 
 
@@ -89,21 +103,21 @@ async def stream(
     *,
     max_concurrency: int,
 ) -> AsyncGenerator[Outcome[K, T], None]:
-    """Like `run_all`, yielding each outcome as it completes.
+    """Like `run_all`, yielding each outcome as it completes, at the consumer's pace.
+
+    Backpressure: a worker hands its outcome straight to the consumer (no
+    buffer) and takes no new key until the consumer took it, so at most
+    ``max_concurrency`` outcomes wait, and a slow consumer slows the work.
 
     To stop early, close the iterator in the task that iterates it
     (``async with contextlib.aclosing(stream(...)) as outcomes``): the
     in-flight operations are cancelled and nothing new starts.
     """
-    # Unbounded buffer: a slow consumer never slows the requests down, and
-    # outcomes are small (one per key at most).
-    send, receive = anyio.create_memory_object_stream[Outcome[K, T]](max_buffer_size=math.inf)
+    send, receive = anyio.create_memory_object_stream[Outcome[K, T]](max_buffer_size=0)
 
     async def produce() -> None:
         async with send:
-            await run_all(
-                keys, operation, max_concurrency=max_concurrency, on_outcome=send.send_nowait
-            )
+            await _work(keys, operation, max_concurrency, send.send)
 
     # The receiving end closes only after the workers are gone, so a worker
     # finishing as the consumer leaves never sends into a closed stream.

@@ -9,6 +9,7 @@ mapping happen below it (`convoso_async.transport`); bulk accounting beside it
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -106,6 +107,8 @@ class Campaigns:
         on_progress: Callable[[BatchProgress], None] | None = None,
         skip_unchanged: bool = False,
         dry_run: bool = False,
+        deadline: float | None = None,
+        on_interrupt: Callable[[BatchResult], None] | None = None,
     ) -> BatchResult:
         """Set many campaigns to one state, concurrently; a result for every id.
 
@@ -115,6 +118,17 @@ class Campaigns:
         reports the plan. ``on_progress`` receives a `BatchProgress` as work
         completes. Errors of single campaigns land in ``result.failed``; call
         ``result.raise_for_failures()`` to turn them into one `BatchError`.
+
+        Work that stops early is accounted for: a rejected token or missing
+        permission stops the batch (nothing more is sent; the rest land in
+        ``result.not_sent`` with that error), as does the client's circuit
+        breaker (`CircuitOpenError`). ``deadline`` (seconds for the whole
+        batch) returns a partial result when it passes: ids in flight in
+        ``result.unknown``, the rest in ``result.not_sent``. If the calling
+        task is cancelled (``anyio.move_on_after``, ``asyncio.wait_for``,
+        Ctrl-C), the cancellation goes on, every id sent has its audit line
+        (``outcome=unknown`` for those in flight), and ``on_interrupt``, if
+        given, receives the partial `BatchResult` first.
 
             >>> result = await convoso.campaigns.set_status_many(["111", "222"], False)
             >>> result.succeeded, dict(result.failed)
@@ -127,6 +141,8 @@ class Campaigns:
             on_progress=on_progress,
             skip_unchanged=skip_unchanged,
             dry_run=dry_run,
+            deadline=deadline,
+            on_interrupt=on_interrupt,
         )
 
     async def apply_statuses(
@@ -137,6 +153,8 @@ class Campaigns:
         on_progress: Callable[[BatchProgress], None] | None = None,
         skip_unchanged: bool = False,
         dry_run: bool = False,
+        deadline: float | None = None,
+        on_interrupt: Callable[[BatchResult], None] | None = None,
     ) -> BatchResult:
         """Bring each campaign to its own wanted state: ``{"111": True, "222": False}``.
 
@@ -155,6 +173,7 @@ class Campaigns:
                 raise ValueError(f"campaign {key!r} is given both states")
         limit = self._client.max_concurrency if max_concurrency is None else max_concurrency
         _check_concurrency(limit)
+        _check_deadline(deadline)
         return await changes.apply(
             checked,
             send=self._send,
@@ -163,6 +182,8 @@ class Campaigns:
             on_progress=on_progress,
             skip_unchanged=skip_unchanged,
             dry_run=dry_run,
+            deadline=deadline,
+            on_interrupt=on_interrupt,
         )
 
     async def iter_set_status(
@@ -177,9 +198,14 @@ class Campaigns:
             >>> async for outcome in convoso.campaigns.iter_set_status(ids, True):
             ...     print(outcome.campaign_id, "ok" if outcome.ok else outcome.error)
 
-        Cancelling the iterating task stops new requests at once. To stop
-        early with ``break``, iterate inside ``contextlib.aclosing(...)`` so
-        the in-flight requests are cancelled there and then.
+        Outcomes come at the consumer's pace: at most about ``max_concurrency``
+        wait to be taken, and a slow consumer slows the sending. Cancelling
+        the iterating task stops new requests at once. To stop early with
+        ``break``, iterate inside ``contextlib.aclosing(...)`` so the
+        in-flight requests are cancelled there and then (their audit line
+        says ``outcome=unknown``). After a rejected token or missing
+        permission nothing more is sent: the remaining outcomes carry that
+        error with ``sent`` False.
         """
         wanted = check_active(active)
         ids = _check_ids(campaign_ids)
@@ -204,6 +230,15 @@ class Campaigns:
                 f"got {payload.get('success')!r}",
                 path="success",
             )
+
+
+def _check_deadline(deadline: object) -> None:
+    if deadline is None:
+        return
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+        raise TypeError(f"deadline must be a number of seconds, not {type(deadline).__name__}")
+    if not math.isfinite(deadline) or deadline <= 0:
+        raise ValueError(f"deadline must be a positive number of seconds, not {deadline!r}")
 
 
 def _check_ids(campaign_ids: Iterable[str | int]) -> list[str]:

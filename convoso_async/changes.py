@@ -1,24 +1,34 @@
 """Bulk status changes: the plan, the accounting, and the audit trail.
 
 `apply` turns ``{campaign_id: wanted_active}`` into requests through the bulk
-executor and accounts for every id in exactly one of ``succeeded``, ``failed``
-or ``skipped``. Each final outcome is one line on the ``convoso_async.audit``
-logger. The campaigns resource calls this; it does not know HTTP.
+executor and accounts for every id in exactly one of ``succeeded``, ``failed``,
+``skipped``, ``not_sent`` or ``unknown``, whatever stops it: a batch-fatal
+answer, the circuit breaker, a deadline, a cancellation. Each final outcome is
+one line on the ``convoso_async.audit`` logger. The campaigns resource calls
+this; it does not know HTTP.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+import anyio
 import attrs
 
 from . import bulk
-from .errors import BatchError, CampaignNotFoundError
+from .errors import (
+    AuthenticationError,
+    BatchError,
+    CampaignNotFoundError,
+    NotSentError,
+    PermissionDeniedError,
+)
 from .log import audit_logger, logger
 from .models import Campaign
 from .transport import AttemptCounter
@@ -31,7 +41,11 @@ Search = Callable[[], Awaitable[list[Campaign]]]
 
 @attrs.frozen
 class StatusOutcome:
-    """The outcome of one campaign's status change: ``error`` is None on success."""
+    """The outcome of one campaign's status change: ``error`` is None on success.
+
+    ``attempts`` is 0 when the request was never sent (``sent`` is False):
+    the circuit breaker was open, or an earlier answer was batch-fatal.
+    """
 
     campaign_id: str
     active: bool
@@ -43,7 +57,7 @@ class StatusOutcome:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"campaign_id", "active", "ok", "attempts", "error"}``.
+        """JSON-ready: ``{"campaign_id", "active", "ok", "sent", "attempts", "error"}``.
 
         ``error`` is None on success, else ``{"error": class name, "message": text}``.
         """
@@ -51,23 +65,34 @@ class StatusOutcome:
             "campaign_id": self.campaign_id,
             "active": self.active,
             "ok": self.ok,
+            "sent": self.sent,
             "attempts": self.attempts,
             "error": None if self.error is None else error_to_dict(self.error),
         }
 
+    @property
+    def sent(self) -> bool:
+        """Whether the request went out (at least one HTTP attempt)."""
+        return self.attempts > 0
+
 
 @attrs.frozen
 class BatchProgress:
-    """Counts passed to ``on_progress`` as a bulk change advances."""
+    """Counts passed to ``on_progress`` as a bulk change advances.
+
+    ``done`` counts every id with a final place: succeeded, failed, skipped
+    or not sent.
+    """
 
     done: int
     total: int
     succeeded: int
     failed: int
     skipped: int
+    not_sent: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts: ``{"done", "total", "succeeded", "failed", "skipped"}``."""
+        """JSON-ready counts: done, total, succeeded, failed, skipped, not_sent."""
         return attrs.asdict(self)
 
 
@@ -75,14 +100,30 @@ def _frozen_errors(errors: Mapping[str, Exception]) -> Mapping[str, Exception]:
     return MappingProxyType(dict(errors))
 
 
+#: Answers to a status change that every other id of the batch would get too.
+BATCH_FATAL: tuple[type[Exception], ...] = (AuthenticationError, PermissionDeniedError)
+
+
 @attrs.frozen
 class BatchResult:
     """Where every campaign of a bulk change ended up.
 
-    Every unique id is in exactly one of ``succeeded``, ``failed`` (id -> the
-    error) or ``skipped`` (already in the wanted state, with
-    ``skip_unchanged``). In a dry run nothing is sent: ``planned`` holds the
-    ids a real run would send, ``current`` the states the search found.
+    Every unique id is in exactly one bucket:
+
+    - ``succeeded``: ids changed (or confirmed) by Convoso;
+    - ``failed``: id -> the error, for requests that were sent and failed
+      (and unknown ids found by the pre-flight search of ``skip_unchanged``);
+    - ``skipped``: already in the wanted state (``skip_unchanged``);
+    - ``not_sent``: id -> why it was never sent: a `CircuitOpenError`, the
+      batch-fatal `AuthenticationError`/`PermissionDeniedError` an earlier
+      id got, or a `NotSentError` for the ``deadline`` or an interruption.
+      Nothing was changed; sending them again later is safe;
+    - ``unknown``: ids in flight when the work was stopped (deadline,
+      interruption): the change may or may not have been applied.
+
+    ``stopped_by`` is the error that stopped the batch early, if one did.
+    In a dry run nothing is sent: ``planned`` holds the ids a real run would
+    send, ``current`` the states the search found.
 
         >>> result = await convoso.campaigns.set_status_many(ids, False)
         >>> print(result.summary())
@@ -98,79 +139,101 @@ class BatchResult:
     current: Mapping[str, bool] = attrs.field(factory=dict, repr=False)
     attempts: int = 0
     elapsed: float = 0.0
+    not_sent: Mapping[str, Exception] = attrs.field(factory=dict, converter=_frozen_errors)
+    unknown: tuple[str, ...] = ()
+    stopped_by: Exception | None = None
 
     @property
     def ok(self) -> bool:
-        """True when no campaign failed."""
-        return not self.failed
+        """True when every campaign succeeded or was skipped."""
+        return not (self.failed or self.not_sent or self.unknown)
 
     @property
     def retries(self) -> int:
         """HTTP attempts beyond the first, over the whole batch."""
-        sent = len(self.succeeded) + sum(
-            1 for e in self.failed.values() if not isinstance(e, _LocalNotFound)
+        sent = (
+            len(self.succeeded)
+            + sum(1 for e in self.failed.values() if not isinstance(e, _LocalNotFound))
+            + len(self.unknown)
         )
         return max(0, self.attempts - sent)
+
+    def raise_for_failures(self) -> None:
+        """Raise one `BatchError` carrying every id that did not succeed, if any.
+
+        Its ``failures`` maps each failed, not-sent or unknown id to an error
+        (a `NotSentError` with ``reason="unknown"`` for those in flight).
+        """
+        if self.ok:
+            return
+        failures: dict[str, Exception] = dict(self.failed)
+        failures.update(self.not_sent)
+        for campaign_id in self.unknown:
+            failures[campaign_id] = NotSentError(
+                "it was in flight when the batch stopped: it may or may not have been applied",
+                reason="unknown",
+                campaign_id=campaign_id,
+            )
+        raise BatchError(
+            failures, total=len(self.targets), not_sent=self.not_sent, unknown=self.unknown
+        )
+
+    def summary(self) -> str:
+        """One line, e.g. ``1000 campaigns: 997 succeeded, 3 failed, 0 skipped, 0 not sent,
+        0 unknown in 4.20s``, plus what stopped the batch, if something did."""
+        if self.dry_run:
+            changes = sum(1 for i in self.planned if self.current.get(i) != self.targets[i])
+            return (
+                f"dry run, {_campaigns(len(self.targets))}: {len(self.planned)} would be sent "
+                f"({changes} would change), {len(self.skipped)} skipped, "
+                f"{len(self.failed)} failed"
+            )
+        text = (
+            f"{_campaigns(len(self.targets))}: {len(self.succeeded)} succeeded, "
+            f"{len(self.failed)} failed, {len(self.skipped)} skipped, "
+            f"{len(self.not_sent)} not sent, {len(self.unknown)} unknown "
+            f"in {self.elapsed:.2f}s"
+        )
+        if self.stopped_by is not None:
+            text = f"{text}; stopped: {type(self.stopped_by).__name__}"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; the document ``convoso campaigns activate --json`` prints.
 
-        Every bucket of ids is a list (``succeeded``, ``skipped``...), ``failed``
-        maps each id to ``{"error": class name, "message": text}``, ``planned``
-        (dry run) lists ``{"id", "active", "currently_active"}``; with ``ok``,
-        ``total``, ``retries``, ``elapsed_seconds`` and the one-line ``summary``.
-        Return it from a web handler as is.
+        ``succeeded``, ``skipped`` and ``unknown`` are lists of ids; ``failed``
+        and ``not_sent`` map each id to ``{"error": class name, "message":
+        text}``, as ``stopped_by`` is (or None); ``planned`` (dry run) lists
+        ``{"id", "active", "currently_active"}``; with ``ok``, ``total``,
+        ``retries``, ``elapsed_seconds`` and the one-line ``summary``. Return
+        it from a web handler as is.
         """
-        out: dict[str, Any] = {"ok": self.ok, "dry_run": self.dry_run, "total": len(self.targets)}
-        for field in attrs.fields(type(self)):
-            value = getattr(self, field.name)
-            if field.name in ("targets", "current", "dry_run", "attempts", "elapsed"):
-                continue
-            if field.name == "planned":
-                out["planned"] = [
-                    {"id": i, "active": self.targets[i], "currently_active": self.current.get(i)}
-                    for i in value
-                ]
-            else:
-                out[field.name] = _plain(value)
-        out["retries"] = self.retries
-        out["elapsed_seconds"] = round(self.elapsed, 3)
-        out["summary"] = self.summary()
-        return out
-
-    def raise_for_failures(self) -> None:
-        """Raise one `BatchError` carrying every failure, if any campaign failed."""
-        if self.failed:
-            raise BatchError(self.failed, total=len(self.targets))
-
-    def summary(self) -> str:
-        """One line, e.g. ``1000 campaigns: 997 succeeded, 3 failed, 0 skipped in 4.2s``."""
-        if self.dry_run:
-            changes = sum(1 for i in self.planned if self.current.get(i) != self.targets[i])
-            return (
-                f"dry run, {len(self.targets)} campaigns: {len(self.planned)} would be sent "
-                f"({changes} would change), {len(self.skipped)} skipped, "
-                f"{len(self.failed)} failed"
-            )
-        return (
-            f"{len(self.targets)} campaigns: {len(self.succeeded)} succeeded, "
-            f"{len(self.failed)} failed, {len(self.skipped)} skipped in {self.elapsed:.2f}s"
-        )
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "total": len(self.targets),
+            "succeeded": list(self.succeeded),
+            "failed": {i: error_to_dict(e) for i, e in self.failed.items()},
+            "skipped": list(self.skipped),
+            "not_sent": {i: error_to_dict(e) for i, e in self.not_sent.items()},
+            "unknown": list(self.unknown),
+            "stopped_by": None if self.stopped_by is None else error_to_dict(self.stopped_by),
+            "planned": [
+                {"id": i, "active": self.targets[i], "currently_active": self.current.get(i)}
+                for i in self.planned
+            ],
+            "retries": self.retries,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "summary": self.summary(),
+        }
 
 
 class _LocalNotFound(CampaignNotFoundError):
     """Unknown id found by the pre-flight search: failed without a request."""
 
 
-def _plain(value: Any) -> Any:
-    """``value`` as JSON types: tuples of ids as lists, errors as `error_to_dict`."""
-    if isinstance(value, BaseException):
-        return error_to_dict(value)
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (tuple, list, set, frozenset)):
-        return [_plain(item) for item in value]
-    return value
+def _campaigns(count: int) -> str:
+    return f"{count} campaign" if count == 1 else f"{count} campaigns"
 
 
 def error_to_dict(error: BaseException) -> dict[str, str]:
@@ -181,6 +244,10 @@ def error_to_dict(error: BaseException) -> dict[str, str]:
     """
     public = next(c for c in type(error).__mro__ if not c.__name__.startswith("_"))
     return {"error": public.__name__, "message": str(error)}
+
+
+class _Halted(Exception):
+    """Raised instead of sending once the batch met a batch-fatal answer."""
 
 
 def _audit(campaign_id: str, active: bool, outcome: str, attempts: int, **extra: object) -> None:
@@ -203,27 +270,92 @@ class _Sender:
     """Sends each change with its own attempt counter, and settles each outcome.
 
     Settling turns the executor's outcome into a `StatusOutcome` with its
-    attempt count and writes its one audit line.
+    attempt count and writes its one audit line. After a batch-fatal answer
+    (a rejected token, a missing permission) nothing more is sent: the ids
+    not yet sent settle at once with that same error and no attempt.
     """
 
     def __init__(self, targets: Mapping[str, bool], send: SendStatus) -> None:
         self._targets = targets
         self._send = send
         self._counters: dict[str, AttemptCounter] = {}
+        # Answers received but not yet settled (a stream's consumer is behind).
+        self._finished: dict[str, Exception | None] = {}
+        self.fatal: Exception | None = None
+        self.first_unsent: Exception | None = None
 
     async def change(self, campaign_id: str) -> None:
         counter = self._counters[campaign_id] = AttemptCounter()
-        await self._send(campaign_id, self._targets[campaign_id], counter)
+        if self.fatal is not None:
+            raise _Halted
+        try:
+            await self._send(campaign_id, self._targets[campaign_id], counter)
+        except Exception as error:
+            self._finished[campaign_id] = error
+            if self.fatal is None and isinstance(error, BATCH_FATAL):
+                # Stop here, in the worker, not when the outcome is consumed: a
+                # stream's consumer may be slow, and nothing may go meanwhile.
+                self.fatal = error
+                logger.error(
+                    "stopping the batch: %s; the campaigns not yet sent will not be sent",
+                    error,
+                )
+            raise
+        self._finished[campaign_id] = None
 
     def settle(self, outcome: bulk.Outcome[str, None]) -> StatusOutcome:
         campaign_id, error = outcome.key, outcome.error
         active = self._targets[campaign_id]
         tries = self._counters.pop(campaign_id).attempts
+        self._finished.pop(campaign_id, None)
+        if isinstance(error, _Halted):
+            error = self.fatal
         if error is None:
             _audit(campaign_id, active, "succeeded", tries)
+        elif tries == 0:
+            _audit(campaign_id, active, "not_sent", 0, error=type(error).__name__)
+            if self.first_unsent is None:
+                self.first_unsent = error
         else:
             _audit(campaign_id, active, "failed", tries, error=type(error).__name__)
         return StatusOutcome(campaign_id, active, error, tries)
+
+    def answered(self) -> list[bulk.Outcome[str, None]]:
+        """Outcomes whose answer came but that were not settled yet (a consumer fell behind)."""
+        return [
+            bulk.Outcome(campaign_id, error=self._finished[campaign_id])
+            for campaign_id in self._counters
+            if campaign_id in self._finished
+        ]
+
+    def stop(
+        self, not_started: Iterable[str], reason: str
+    ) -> tuple[list[str], dict[str, Exception]]:
+        """The work stopped: in-flight ids are unknown, the others not sent. Audits each.
+
+        Settle the `answered` outcomes first, or they count as unknown.
+        """
+        unknown: list[str] = []
+        unsent: dict[str, Exception] = {}
+        why = (
+            "the batch's deadline passed before it was sent"
+            if reason == "deadline"
+            else "the batch was interrupted before it was sent"
+        )
+        for campaign_id, counter in self._counters.items():
+            if counter.attempts > 0:
+                unknown.append(campaign_id)
+                _audit(campaign_id, self._targets[campaign_id], "unknown", counter.attempts)
+            else:
+                unsent[campaign_id] = NotSentError(why, reason=reason, campaign_id=campaign_id)
+        self._counters.clear()
+        in_flight = set(unknown)
+        for campaign_id in not_started:
+            if campaign_id not in unsent and campaign_id not in in_flight:
+                unsent[campaign_id] = NotSentError(why, reason=reason, campaign_id=campaign_id)
+        for campaign_id in unsent:
+            _audit(campaign_id, self._targets[campaign_id], "not_sent", 0, reason=reason)
+        return unknown, unsent
 
 
 async def apply(
@@ -235,94 +367,148 @@ async def apply(
     on_progress: Callable[[BatchProgress], None] | None = None,
     skip_unchanged: bool = False,
     dry_run: bool = False,
+    deadline: float | None = None,
+    on_interrupt: Callable[[BatchResult], None] | None = None,
 ) -> BatchResult:
-    """Bring every campaign of ``targets`` to its wanted state; see `BatchResult`."""
+    """Bring every campaign of ``targets`` to its wanted state; see `BatchResult`.
+
+    ``deadline`` bounds the whole batch in seconds: when it passes, the work
+    stops and the partial result comes back (in-flight ids ``unknown``, the
+    rest ``not_sent``). When the calling task is cancelled (or interrupted),
+    every id gets its audit line, ``on_interrupt`` receives the partial
+    result, and the cancellation goes on.
+    """
     started = time.monotonic()
     total = len(targets)
     succeeded: list[str] = []
     failed: dict[str, Exception] = {}
+    not_sent: dict[str, Exception] = {}
     skipped: list[str] = []
-    to_send = list(targets)
+    settled: set[str] = set()
     current: dict[str, bool] = {}
+    attempts = 0
+    sender = _Sender(targets, send)
 
     def progress() -> None:
         nonlocal on_progress
         if on_progress is None:
             return
-        done = len(succeeded) + len(failed) + len(skipped)
+        done = len(succeeded) + len(failed) + len(skipped) + len(not_sent)
         try:
-            on_progress(BatchProgress(done, total, len(succeeded), len(failed), len(skipped)))
+            on_progress(
+                BatchProgress(done, total, len(succeeded), len(failed), len(skipped), len(not_sent))
+            )
         except Exception:
             # A broken progress display must not abort the batch and lose the
             # accounting of campaigns already changed: report it once, go on.
             logger.exception("on_progress raised; progress reports are off for this batch")
             on_progress = None
 
-    if skip_unchanged or dry_run:
-        current = {campaign.id: campaign.is_active for campaign in await search()}
-        to_send = []
-        for campaign_id, active in targets.items():
-            if campaign_id not in current:
-                failed[campaign_id] = _LocalNotFound(
-                    "not among the account's campaigns (checked by search before sending)",
-                    campaign_id=campaign_id,
-                )
-                _audit(campaign_id, active, "failed", 0, error="CampaignNotFoundError")
-            elif skip_unchanged and current[campaign_id] == active:
-                skipped.append(campaign_id)
-                _audit(campaign_id, active, "skipped", 0)
-            else:
-                to_send.append(campaign_id)
-        if failed or skipped:
-            progress()
-    if dry_run:
-        for campaign_id in to_send:
-            _audit(campaign_id, targets[campaign_id], "planned", 0)
-        return BatchResult(
-            targets=dict(targets),
-            failed=failed,
-            skipped=tuple(skipped),
-            dry_run=True,
-            planned=tuple(to_send),
-            current=current,
-            elapsed=time.monotonic() - started,
-        )
-
-    attempts = 0
-    sender = _Sender(targets, send)
-
     def record(outcome: bulk.Outcome[str, None]) -> None:
         nonlocal attempts
-        settled = sender.settle(outcome)
-        attempts += settled.attempts
-        if settled.error is None:
-            succeeded.append(settled.campaign_id)
+        result = sender.settle(outcome)
+        attempts += result.attempts
+        settled.add(result.campaign_id)
+        if result.error is None:
+            succeeded.append(result.campaign_id)
+        elif not result.sent:
+            not_sent[result.campaign_id] = result.error
         else:
-            failed[settled.campaign_id] = settled.error
+            failed[result.campaign_id] = result.error
         progress()
 
-    await bulk.run_all(to_send, sender.change, max_concurrency=max_concurrency, on_outcome=record)
-    return BatchResult(
-        targets=dict(targets),
-        succeeded=tuple(succeeded),
-        failed=failed,
-        skipped=tuple(skipped),
-        current=current,
-        attempts=attempts,
-        elapsed=time.monotonic() - started,
-    )
+    def partial(reason: str) -> BatchResult:
+        for outcome in sender.answered():  # none in practice: `record` settles each at once
+            record(outcome)
+        unknown, unsent = sender.stop((i for i in targets if i not in settled), reason)
+        not_sent.update(unsent)
+        stopped = sender.fatal or next(iter(unsent.values()), None) or sender.first_unsent
+        return BatchResult(
+            targets=dict(targets),
+            succeeded=tuple(succeeded),
+            failed=failed,
+            skipped=tuple(skipped),
+            current=current,
+            attempts=attempts,
+            elapsed=time.monotonic() - started,
+            not_sent=not_sent,
+            unknown=tuple(unknown),
+            stopped_by=stopped,
+        )
+
+    try:
+        with anyio.move_on_after(math.inf if deadline is None else deadline) as scope:
+            to_send = list(targets)
+            if skip_unchanged or dry_run:
+                current = {campaign.id: campaign.is_active for campaign in await search()}
+                to_send = []
+                for campaign_id, active in targets.items():
+                    if campaign_id not in current:
+                        failed[campaign_id] = _LocalNotFound(
+                            "not among the account's campaigns (checked by search before sending)",
+                            campaign_id=campaign_id,
+                        )
+                        _audit(campaign_id, active, "failed", 0, error="CampaignNotFoundError")
+                    elif skip_unchanged and current[campaign_id] == active:
+                        skipped.append(campaign_id)
+                        _audit(campaign_id, active, "skipped", 0)
+                    else:
+                        to_send.append(campaign_id)
+                settled.update(failed, skipped)
+                if failed or skipped:
+                    progress()
+            if dry_run:
+                for campaign_id in to_send:
+                    _audit(campaign_id, targets[campaign_id], "planned", 0)
+                return BatchResult(
+                    targets=dict(targets),
+                    failed=failed,
+                    skipped=tuple(skipped),
+                    dry_run=True,
+                    planned=tuple(to_send),
+                    current=current,
+                    elapsed=time.monotonic() - started,
+                )
+            await bulk.run_all(
+                to_send, sender.change, max_concurrency=max_concurrency, on_outcome=record
+            )
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            raise  # a failure of the batch itself (the pre-flight search, say)
+        # Cancelled, interrupted: account for every id, then let it go on.
+        result = partial("interrupted")
+        if on_interrupt is not None:
+            try:
+                on_interrupt(result)
+            except Exception:
+                logger.exception("on_interrupt raised")
+        raise
+    if scope.cancelled_caught:
+        logger.warning("the batch's deadline of %gs passed: stopping it", deadline)
+    # After a full run nothing is left unsettled, and `partial` marks no id.
+    return partial("deadline")
 
 
 async def stream(
     targets: Mapping[str, bool], *, send: SendStatus, max_concurrency: int
 ) -> AsyncGenerator[StatusOutcome, None]:
-    """Send every change of ``targets``, yielding a `StatusOutcome` as each completes."""
+    """Send every change of ``targets``, yielding a `StatusOutcome` as each completes.
+
+    At the consumer's pace (see `bulk.stream`). Closed or cancelled early,
+    the ids in flight get an ``outcome=unknown`` audit line.
+    """
 
     sender = _Sender(targets, send)
-    # `async for` alone would not close the inner generator when we are
-    # closed early; aclosing does, in this task, which cancels its work.
-    async with contextlib.aclosing(
-        bulk.stream(targets, sender.change, max_concurrency=max_concurrency)
-    ) as outcomes:
-        async for outcome in outcomes:
-            yield sender.settle(outcome)
+    try:
+        # `async for` alone would not close the inner generator when we are
+        # closed early; aclosing does, in this task, which cancels its work.
+        async with contextlib.aclosing(
+            bulk.stream(targets, sender.change, max_concurrency=max_concurrency)
+        ) as outcomes:
+            async for outcome in outcomes:
+                yield sender.settle(outcome)
+    finally:
+        # Answers the consumer never took still get their true audit line.
+        for outcome in sender.answered():
+            sender.settle(outcome)
+        sender.stop((), "interrupted")

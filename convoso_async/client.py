@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from .breaker import CircuitBreaker, Guard, RetryBudget
 from .campaigns import Campaigns
 from .connections import Pool
 from .defaults import (
@@ -52,6 +53,13 @@ class AsyncConvoso:
             object with ``async acquire()`` (e.g. `RedisRateLimiter`), shared
             by every request of the client, retries included.
         http_client: your own ``httpx.AsyncClient``, used as given and never closed.
+        retry_budget: ``True`` (default: a `RetryBudget` of 50 retries, each
+            success giving back half of one), your own `RetryBudget`, or
+            ``False`` to retry every failure up to ``max_retries``.
+        circuit_breaker: ``True`` (default: a `CircuitBreaker` opening after
+            10 network failures, timeouts or 5xx in a row, probing again after
+            5 s), your own `CircuitBreaker`, or ``False`` for none. Both are
+            shared by every ``with_options`` copy and every concurrent batch.
 
     Raises:
         ConfigurationError: no token, or an option out of range.
@@ -69,6 +77,8 @@ class AsyncConvoso:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         rate_limit: float | RateLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
+        retry_budget: RetryBudget | bool = True,
+        circuit_breaker: CircuitBreaker | bool = True,
     ) -> None:
         configure_from_env()
         token = _check_token(
@@ -83,7 +93,11 @@ class AsyncConvoso:
         self._policy = RetryPolicy(_check_count("max_retries", max_retries, minimum=0))
         self._max_concurrency = _check_count("max_concurrency", max_concurrency, minimum=1)
         self._pipeline = Pipeline(
-            base_url=root, auth_token=token, limiter=_check_limiter(rate_limit), pause=PauseGate()
+            base_url=root,
+            auth_token=token,
+            limiter=_check_limiter(rate_limit),
+            pause=PauseGate(),
+            guard=_guard(retry_budget, circuit_breaker),
         )
         self._pool = Pool(http_client, self._max_concurrency)
         self._owner = True
@@ -110,6 +124,18 @@ class AsyncConvoso:
         return self._max_concurrency
 
     @property
+    def circuit_breaker(self) -> CircuitBreaker | None:
+        """The client-wide circuit breaker, if any (its ``state`` says whether it is open)."""
+        guard = self._pipeline.guard
+        return None if guard is None else guard.breaker
+
+    @property
+    def retry_budget(self) -> RetryBudget | None:
+        """The client-wide retry budget, if any."""
+        guard = self._pipeline.guard
+        return None if guard is None else guard.budget
+
+    @property
     def rate_limiter(self) -> RateLimiter | None:
         """The limiter every request waits on, if any."""
         return self._pipeline.limiter
@@ -122,7 +148,8 @@ class AsyncConvoso:
         max_concurrency: int | None = None,
         rate_limit: float | RateLimiter | None = None,
     ) -> AsyncConvoso:
-        """A copy with some options changed, sharing this client's pool, limiter and pause.
+        """A copy with some options changed, sharing this client's pool, limiter, pause,
+        retry budget and circuit breaker.
 
             >>> patient = convoso.with_options(timeout=120, max_retries=8)
 
@@ -234,6 +261,28 @@ def _check_count(name: str, value: object, *, minimum: int) -> int:
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, not {value}")
     return value
+
+
+def _guard(budget: object, breaker: object) -> Guard | None:
+    if budget is True:
+        budget = RetryBudget()
+    elif budget is False:
+        budget = None
+    elif not isinstance(budget, RetryBudget):
+        raise ConfigurationError(
+            f"retry_budget must be True, False or a RetryBudget, not {type(budget).__name__}"
+        )
+    if breaker is True:
+        breaker = CircuitBreaker()
+    elif breaker is False:
+        breaker = None
+    elif not isinstance(breaker, CircuitBreaker):
+        raise ConfigurationError(
+            f"circuit_breaker must be True, False or a CircuitBreaker, not {type(breaker).__name__}"
+        )
+    if budget is None and breaker is None:
+        return None
+    return Guard(budget, breaker)
 
 
 def _check_limiter(rate_limit: object) -> RateLimiter | None:

@@ -53,3 +53,15 @@ USER_AGENT = (
     f"convoso-async/{_package_version()} "
     f"python/{'.'.join(platform.python_version_tuple()[:2])} httpx/{httpx.__version__}"
 )
+#: A retry budget (token bucket): retries a burst of failures may use, and the
+#: share of a retry each success gives back. 0.5 allows one retry per two
+#: successes in the long run; a 10% fault rate needs about one per nine.
+RETRY_BUDGET_TOKENS = 50.0
+RETRY_BUDGET_REFILL = 0.5
+
+#: The circuit breaker opens after this many network failures, timeouts or
+#: 5xx in a row with no success between them (at a 10% fault rate, ten in a
+#: row happen about once in 10**10 requests), and probes again after
+#: `BREAKER_COOLDOWN` seconds.
+BREAKER_FAILURE_THRESHOLD = 10
+BREAKER_COOLDOWN = 5.0

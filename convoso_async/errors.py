@@ -27,7 +27,7 @@ campaign id, the API path, the status code and Convoso's own error text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 
 class ConvosoError(Exception):
@@ -200,14 +200,83 @@ class ResponseDecodeError(ConvosoError):
         super().__init__(f"{message} at {path}" if path else message)
 
 
-class BatchError(ConvosoError):
-    """Some campaigns of a bulk change failed. `failures` maps id -> error."""
+class NotSentError(ConvosoError):
+    """The request was never sent, so the campaign was not changed. Sending it later is safe.
 
-    def __init__(self, failures: Mapping[str, Exception], *, total: int) -> None:
+    A bulk change marks the ids it stopped before sending with this (in
+    ``BatchResult.not_sent``) when it ran out of time (``reason="deadline"``)
+    or was interrupted (``reason="interrupted"``).
+
+    Attributes:
+        reason: a short word for why: ``"circuit open"``, ``"deadline"``, ``"interrupted"``.
+        campaign_id: the campaign, when the error is about one.
+    """
+
+    def __init__(self, message: str, *, reason: str, campaign_id: str | None = None) -> None:
+        self.reason = reason
+        self.campaign_id = campaign_id
+        self.message = message
+        subject = "not sent" if campaign_id is None else f"campaign {campaign_id!r} not sent"
+        super().__init__(f"{subject}: {message}")
+
+
+class CircuitOpenError(NotSentError):
+    """The circuit breaker is open: the service failed many times in a row, so nothing was sent.
+
+    The client sends again by itself once a probe after the cool-down
+    succeeds. Attributes: ``failures`` (the run that opened it),
+    ``last_error`` (the kind of the last failure), ``retry_in`` (seconds until a probe).
+    """
+
+    def __init__(
+        self,
+        *,
+        failures: int,
+        last_error: str,
+        retry_in: float,
+        campaign_id: str | None = None,
+    ) -> None:
+        self.failures = failures
+        self.last_error = last_error
+        self.retry_in = retry_in
+        super().__init__(
+            f"the circuit breaker is open after {failures} failures in a row "
+            f"(last: {last_error}); Convoso looks down, so nothing was sent. "
+            f"The client probes again in {retry_in:.1f}s; send these later",
+            reason="circuit open",
+            campaign_id=campaign_id,
+        )
+
+
+class BatchError(ConvosoError):
+    """Some campaigns of a bulk change failed, were not sent, or ended unknown.
+
+    `failures` maps id -> error for all of them; `not_sent` and `unknown`
+    hold the ids of those two kinds.
+    """
+
+    def __init__(
+        self,
+        failures: Mapping[str, Exception],
+        *,
+        total: int,
+        not_sent: Iterable[str] = (),
+        unknown: Iterable[str] = (),
+    ) -> None:
         self.failures = dict(failures)
         self.total = total
+        self.not_sent = tuple(not_sent)
+        self.unknown = tuple(unknown)
         shown = list(self.failures.items())[:5]
-        lines = [f"{len(self.failures)} of {total} campaigns failed:"]
+        failed = len(self.failures) - len(self.not_sent) - len(self.unknown)
+        if self.not_sent or self.unknown:
+            head = (
+                f"{len(self.failures)} of {total} campaigns did not succeed ({failed} failed, "
+                f"{len(self.not_sent)} not sent, {len(self.unknown)} unknown):"
+            )
+        else:
+            head = f"{failed} of {total} campaigns failed:"
+        lines = [head]
         lines += [f"  {campaign_id}: {error}" for campaign_id, error in shown]
         if len(self.failures) > len(shown):
             lines.append(f"  ... and {len(self.failures) - len(shown)} more")

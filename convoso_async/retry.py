@@ -22,7 +22,7 @@ import email.utils
 import math
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import attrs
@@ -34,7 +34,10 @@ from .defaults import (
     RETRY_MAX_BACKOFF,
     RETRYABLE_STATUS_CODES,
 )
-from .errors import APIConnectionError, APIStatusError, ConvosoError
+from .errors import APIConnectionError, APIStatusError, CircuitOpenError, ConvosoError
+
+if TYPE_CHECKING:
+    from .breaker import Guard
 
 __all__ = ["RetryPolicy", "is_retryable", "is_testing", "parse_retry_after", "set_testing"]
 
@@ -126,17 +129,27 @@ class RetryPolicy:
         attempt: Callable[[int], Awaitable[T]],
         *,
         on_retry: Callable[[BaseException, int, float], None] | None = None,
+        guard: Guard | None = None,
     ) -> T:
         """Run ``attempt(n)`` (n = 1, 2, ...) until it succeeds or the policy gives up.
 
         The first attempt runs directly; tenacity takes over only once a retry
         is needed, which keeps the common, successful request cheap.
         ``on_retry(error, retry_number, delay)`` is called before each wait.
+
+        With a ``guard`` (the client's retry budget and circuit breaker), an
+        open breaker refuses the first attempt with `CircuitOpenError`
+        (nothing sent), and a retry goes only while the breaker is closed
+        and the budget has a token; otherwise the last error is raised.
         """
+        if guard is not None:
+            attempt = _guarded(attempt, guard)
         try:
             return await attempt(1)
         except ConvosoError as error:
             if self.max_retries <= 0 or not is_retryable(error):
+                raise
+            if guard is not None and not guard.may_retry(error):
                 raise
             first_error: ConvosoError = error
 
@@ -151,6 +164,14 @@ class RetryPolicy:
                 if failed is not None:
                     on_retry(failed, state.attempt_number + 1, state.next_action.sleep)
 
+        def should_retry(state: tenacity.RetryCallState) -> bool:
+            failed = state.outcome.exception() if state.outcome else None
+            if failed is None or not is_retryable(failed):
+                return False
+            if state.attempt_number >= self.max_retries:
+                return False  # tenacity stops here anyway: charge no retry token for it
+            return guard is None or guard.may_retry(failed)
+
         first_delay = self.delay(first_error, 1)
         if on_retry is not None:
             on_retry(first_error, 1, first_delay)
@@ -158,7 +179,7 @@ class RetryPolicy:
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(self.max_retries),
             wait=wait,
-            retry=tenacity.retry_if_exception(is_retryable),
+            retry=should_retry,
             sleep=anyio.sleep,
             before_sleep=before_sleep,
             reraise=True,
@@ -167,3 +188,30 @@ class RetryPolicy:
             with tenacity_attempt:
                 return await attempt(tenacity_attempt.retry_state.attempt_number + 1)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+
+def _guarded(attempt: Callable[[int], Awaitable[T]], guard: Guard) -> Callable[[int], Awaitable[T]]:
+    """``attempt`` with the breaker asked first and told the outcome after."""
+    last: list[ConvosoError] = []
+
+    async def guarded(number: int) -> T:
+        try:
+            probe = guard.admit()
+        except CircuitOpenError:
+            if last:
+                # A retry of a request already sent: it failed, with its own error.
+                raise last[-1] from None
+            raise  # the first attempt: nothing was sent
+        try:
+            result = await attempt(number)
+        except ConvosoError as error:
+            guard.record(error, probe)
+            last.append(error)
+            raise
+        except BaseException:
+            guard.abandon(probe)
+            raise
+        guard.record(None, probe)
+        return result
+
+    return guarded

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from .breaker import Guard
 from .connections import Pool
 from .defaults import DEFAULT_BASE_URL
 from .errors import (
@@ -104,11 +105,13 @@ class Pipeline:
         auth_token: str,
         limiter: RateLimiter | None,
         pause: PauseGate,
+        guard: Guard | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = auth_token
         self.limiter = limiter
         self.pause = pause
+        self.guard = guard  # the client-wide retry budget and circuit breaker
 
     def __repr__(self) -> str:
         return f"Pipeline(base_url={self.base_url!r}, limiter={self.limiter!r})"
@@ -116,7 +119,11 @@ class Pipeline:
     def with_limiter(self, limiter: RateLimiter | None) -> Pipeline:
         """The same pipeline (token, pause gate) pacing on another limiter."""
         return Pipeline(
-            base_url=self.base_url, auth_token=self._token, limiter=limiter, pause=self.pause
+            base_url=self.base_url,
+            auth_token=self._token,
+            limiter=limiter,
+            pause=self.pause,
+            guard=self.guard,
         )
 
     async def post(
@@ -150,7 +157,7 @@ class Pipeline:
                 policy.max_retries,
             )
 
-        return await policy.call(attempt, on_retry=on_retry)
+        return await policy.call(attempt, on_retry=on_retry, guard=self.guard)
 
     async def _attempt(
         self,

@@ -142,7 +142,9 @@ def test_into_a_pipe_each_failure_is_one_whole_line_in_numeric_order(
 def test_one_campaign_is_singular(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["campaigns", "activate", "222"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("activate: 1 campaign: 1 succeeded, 0 failed, 0 skipped, 0 retries, ")
+    assert out.startswith(
+        "activate: 1 campaign: 1 succeeded, 0 failed, 0 skipped, 0 not sent, 0 unknown, 0 retries, "
+    )
     assert main(["campaigns", "activate", "222", "333", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == (

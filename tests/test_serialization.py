@@ -79,15 +79,30 @@ async def test_fastapi_returns_models_results_and_outcomes_through_to_dict(
     }
     assert body["total"] == 3
     assert body["summary"].startswith("3 campaigns: 2 succeeded, 1 failed")
-    assert seen[-1].to_dict() == {"done": 3, "total": 3, "succeeded": 2, "failed": 1, "skipped": 0}
+    assert seen[-1].to_dict() == {
+        "done": 3,
+        "total": 3,
+        "succeeded": 2,
+        "failed": 1,
+        "skipped": 0,
+        "not_sent": 0,
+    }
 
     outcomes = sorted(streamed.json(), key=lambda o: o["campaign_id"])
     assert outcomes == [
-        {"campaign_id": "333", "active": True, "ok": True, "attempts": 1, "error": None},
+        {
+            "campaign_id": "333",
+            "active": True,
+            "ok": True,
+            "sent": True,
+            "attempts": 1,
+            "error": None,
+        },
         {
             "campaign_id": "404",
             "active": True,
             "ok": False,
+            "sent": True,
             "attempts": 1,
             "error": {
                 "error": "CampaignNotFoundError",

@@ -14,8 +14,10 @@ The token comes from ``CONVOSO_AUTH_TOKEN`` or ``--token-file`` (never from a
 ``--token`` flag, which would leak into shell history and ``ps``).
 
 Exit codes: 0 every campaign succeeded; 1 some campaigns failed; 2 bad
-arguments or configuration; 3 the request failed as a whole (auth, network);
-141 the reader of stdout went away (``| head``), as for a process killed by SIGPIPE.
+arguments or configuration; 3 the request failed as a whole (auth, network),
+or a bulk change was stopped by a refused token or permission; 130 / 143
+interrupted by SIGINT / SIGTERM (after printing the partial result); 141 the
+reader of stdout went away (``| head``), as for a process killed by SIGPIPE.
 
 Connection options (``--token-file``, ``--base-url``, ``--timeout``,
 ``--max-retries``) may come before or after the command.
@@ -27,8 +29,9 @@ import argparse
 import math
 import os
 import platform
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
@@ -36,7 +39,7 @@ import anyio
 import httpx
 
 from convoso_async import __version__
-from convoso_async.changes import error_to_dict
+from convoso_async.changes import BATCH_FATAL, BatchResult, error_to_dict
 from convoso_async.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONCURRENCY,
@@ -60,6 +63,7 @@ from .output import (
     decode_text,
     plural,
     print_campaigns,
+    print_json,
     print_result,
     run_with_progress,
 )
@@ -326,20 +330,77 @@ async def _change(args: argparse.Namespace, stdin: TextIO) -> int:
     ids = read_ids(args.ids, args.from_file, stdin)
     active = args.action == "activate"
     async with client_from_args(args) as convoso:
-        result = await run_with_progress(
-            f"{args.action} {plural(len(set(ids)), 'campaign')}",
-            len(set(ids)),
-            lambda on_progress: convoso.campaigns.set_status_many(
-                ids,
-                active,
-                on_progress=on_progress,
-                skip_unchanged=args.skip_unchanged,
-                dry_run=args.dry_run,
-            ),
-            show=not args.json and sys.stderr.isatty(),
+        result, signum = await _until_signal(
+            lambda on_interrupt: run_with_progress(
+                f"{args.action} {plural(len(set(ids)), 'campaign')}",
+                len(set(ids)),
+                lambda on_progress: convoso.campaigns.set_status_many(
+                    ids,
+                    active,
+                    on_progress=on_progress,
+                    skip_unchanged=args.skip_unchanged,
+                    dry_run=args.dry_run,
+                    on_interrupt=on_interrupt,
+                ),
+                show=not args.json and sys.stderr.isatty(),
+            )
         )
+    if isinstance(result.stopped_by, BATCH_FATAL):
+        # Every id would get the same answer: one message, not one line per campaign.
+        if args.json:
+            print_json(result.to_dict())
+        error = result.stopped_by
+        print(
+            f"convoso: error: {type(error).__name__}: {error}. Stopped after "
+            f"{plural(len(result.failed), 'refused request')}; "
+            f"{plural(len(result.not_sent), 'campaign')} not sent",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     print_result(result, as_json=args.json, title=f"{args.action}")
+    if signum is not None:
+        print(
+            f"convoso: interrupted by {signal.Signals(signum).name}: "
+            f"{plural(len(result.not_sent), 'campaign')} not sent, {len(result.unknown)} in flight "
+            "(unknown: may or may not have changed)",
+            file=sys.stderr,
+        )
+        return 128 + signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them
     return EXIT_OK if result.ok else EXIT_FAILURES
+
+
+async def _until_signal(
+    work: Callable[[Callable[[BatchResult], None]], Awaitable[BatchResult]],
+) -> tuple[BatchResult, int | None]:
+    """Run ``work``; on SIGINT or SIGTERM stop it and return its partial result and the signal.
+
+    ``work`` gets the ``on_interrupt`` callback to pass to the batch, which
+    hands over the partial result (ids in flight unknown, the rest not sent).
+    """
+    partial: list[BatchResult] = []
+    caught: list[int] = []
+    done: list[BatchResult] = []
+    failure: list[Exception] = []
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    caught.append(int(signum))
+                    group.cancel_scope.cancel()
+                    return
+
+        group.start_soon(watch)
+        try:
+            done.append(await work(partial.append))
+        except Exception as error:  # raised below, not wrapped in the task group's ExceptionGroup
+            failure.append(error)
+        group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    if done:
+        return done[0], None
+    return partial[0], caught[0]
 
 
 def _dispatch(args: argparse.Namespace, stdin: TextIO) -> int:

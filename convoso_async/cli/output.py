@@ -44,6 +44,7 @@ __all__ = [
     "print_campaigns",
     "print_json",
     "print_result",
+    "print_stopped",
     "read_token",
     "result_json",
     "run_with_progress",
@@ -214,9 +215,9 @@ def _counts(document: dict[str, Any], *, dry_run: bool) -> str:
     """``"2 succeeded, 1 failed, 0 skipped"``: every bucket of ids the result has."""
     counts = []
     for key, value in document.items():
-        if key == "planned" or not isinstance(value, (list, dict)):
+        if key in ("planned", "stopped_by") or not isinstance(value, (list, dict)):
             continue
-        if dry_run and key == "succeeded":  # nothing is sent in a dry run
+        if dry_run and key in ("succeeded", "not_sent", "unknown"):  # nothing is sent
             continue
         counts.append(f"{len(value)} {key.replace('_', ' ')}")
     return ", ".join(counts)
@@ -244,6 +245,13 @@ def _print_lines(result: BatchResult, title: str) -> None:
     for campaign_id in sorted(document["failed"], key=id_sort_key):
         failure = document["failed"][campaign_id]
         print(f"failed {campaign_id}: {failure['error']}: {one_line(failure['message'])}")
+    for campaign_id in sorted(document.get("not_sent", {}), key=id_sort_key):
+        reason = document["not_sent"][campaign_id]
+        print(f"not sent {campaign_id}: {reason['error']}: {one_line(reason['message'])}")
+    for campaign_id in sorted(document.get("unknown", ()), key=id_sort_key):
+        print(
+            f"unknown {campaign_id}: in flight when the batch stopped; may or may not have changed"
+        )
 
 
 def print_result(result: BatchResult, *, as_json: bool, title: str) -> None:
@@ -271,13 +279,16 @@ def print_result(result: BatchResult, *, as_json: bool, title: str) -> None:
             str(len(result.failed)),
         )
     else:
-        for column in ("campaigns", "succeeded", "failed", "skipped", "retries", "seconds"):
+        columns = ("campaigns", "succeeded", "failed", "skipped", "not sent", "unknown")
+        for column in (*columns, "retries", "seconds"):
             table.add_column(column, justify="right")
         table.add_row(
             str(len(result.targets)),
             str(len(result.succeeded)),
             str(len(result.failed)),
             str(len(result.skipped)),
+            str(len(result.not_sent)),
+            str(len(result.unknown)),
             str(result.retries),
             f"{result.elapsed:.2f}",
         )
@@ -292,5 +303,33 @@ def print_result(result: BatchResult, *, as_json: bool, title: str) -> None:
         failure = error_to_dict(result.failed[campaign_id])
         out.print(
             f"[red]failed[/red] {campaign_id}: {failure['error']}: {escape(failure['message'])}",
+            soft_wrap=True,
+        )
+    print_stopped(result, out)
+
+
+def print_stopped(result: BatchResult, out: Console) -> None:
+    """The ids a stopped batch never sent (one line per reason) and those left unknown."""
+    from rich.markup import escape
+
+    causes: dict[tuple[str, str], list[Exception]] = {}
+    for error in result.not_sent.values():
+        # Errors of one cause differ only by campaign (and a countdown): say each cause once.
+        key = (error_to_dict(error)["error"], str(getattr(error, "reason", "")))
+        causes.setdefault(key, []).append(error)
+    for (name, _), errors in causes.items():
+        first = errors[0]
+        out.print(
+            f"[yellow]not sent[/yellow] {plural(len(errors), 'campaign')} "
+            f"({name}: {escape(str(getattr(first, 'message', first)))})",
+            soft_wrap=True,
+        )
+    if result.unknown:
+        ordered = sorted(result.unknown, key=id_sort_key)
+        shown = ", ".join(ordered[:50])
+        more = f" and {len(ordered) - 50} more" if len(ordered) > 50 else ""
+        out.print(
+            f"[yellow]unknown[/yellow] {plural(len(ordered), 'campaign')} were in flight when the "
+            f"batch stopped and may or may not have changed: {shown}{more}",
             soft_wrap=True,
         )
