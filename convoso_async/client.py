@@ -19,6 +19,7 @@ from .connections import Pool
 from .defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     ENV_AUTH_TOKEN,
@@ -52,6 +53,10 @@ class AsyncConvoso:
             object with ``async acquire()`` (e.g. `RedisRateLimiter`), shared
             by every request of the client, retries included.
         http_client: your own ``httpx.AsyncClient``, used as given and never closed.
+        max_response_bytes: the largest answer read (as sent, and once
+            decompressed); a larger one stops being read, its connection is
+            closed, and the call raises `ResponseDecodeError`. Shared by
+            `with_options` copies.
 
     Raises:
         ConfigurationError: no token, or an option out of range.
@@ -69,6 +74,7 @@ class AsyncConvoso:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         rate_limit: float | RateLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         configure_from_env()
         token = _check_token(
@@ -85,7 +91,12 @@ class AsyncConvoso:
         self._pipeline = Pipeline(
             base_url=root, auth_token=token, limiter=_check_limiter(rate_limit), pause=PauseGate()
         )
-        self._pool = Pool(http_client, self._max_concurrency)
+        self._pool = Pool(
+            http_client,
+            self._max_concurrency,
+            base_url=root,
+            max_response_bytes=_check_count("max_response_bytes", max_response_bytes, minimum=1),
+        )
         self._owner = True
         self.campaigns = Campaigns(self)
 
@@ -195,7 +206,18 @@ def _check_token(token: object) -> str:
         )
     if not isinstance(token, str):
         raise ConfigurationError(f"auth_token must be a string, not {type(token).__name__}")
-    return token.strip()
+    token = token.strip()
+    # Checked here, not at the first request: a token from bytes that were
+    # not UTF-8 (lone surrogates) cannot be sent, and a control character is
+    # never part of a real token. Neither the token nor the character is named.
+    for position, char in enumerate(token):
+        if char < " " or char == "\x7f" or "\ud800" <= char <= "\udfff":
+            raise ConfigurationError(
+                f"auth_token is not a valid token: character {position + 1} of "
+                f"{len(token)} is a control character or cannot be encoded as UTF-8 "
+                f"(check how {ENV_AUTH_TOKEN} or the token file was written)"
+            )
+    return token
 
 
 def _check_base_url(url: object) -> str:

@@ -32,3 +32,7 @@ RETRY_AFTER_CAP = 60.0
 
 #: HTTP statuses worth another attempt: rate limited, or a failure in front of Convoso.
 RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
+
+#: The largest answer read, in bytes, as sent and once decompressed; larger ends in
+#: ResponseDecodeError. A 100,000-campaign search answer is about 14 MB.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
