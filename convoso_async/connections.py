@@ -102,18 +102,20 @@ def _running() -> object:
 
 def _env_proxy(url: httpx.URL) -> str | None:
     """The proxy ``httpx.AsyncClient(trust_env=True)`` made now would use for ``url``."""
-    mounts = {URLPattern(key): proxy for key, proxy in get_environment_proxies().items()}
-    for pattern, proxy in sorted(mounts.items()):
+    found = get_environment_proxies()
+    for proxy in found.values():
+        if proxy is not None:
+            try:
+                httpx.Proxy(proxy)
+            except (ValueError, httpx.InvalidURL):
+                # httpx.AsyncClient() refuses it too. Not named: it may hold a password.
+                raise ConfigurationError(
+                    "the proxy environment (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) names a "
+                    "proxy httpx cannot use; fix it or unset it"
+                ) from None
+    mounts = {URLPattern(key): proxy for key, proxy in found.items()}
+    for pattern, proxy in sorted(mounts.items()):  # httpx's order: most specific first
         if pattern.matches(url):
-            if proxy is not None:
-                try:
-                    httpx.Proxy(proxy)
-                except (ValueError, httpx.InvalidURL):
-                    # httpx.AsyncClient() refuses it too; the URL may hold a password.
-                    raise ConfigurationError(
-                        "the proxy environment (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) names a "
-                        "proxy httpx cannot use; fix it or unset it"
-                    ) from None
             return proxy
     return None
 
@@ -130,6 +132,35 @@ def _env_ca() -> tuple[str, str] | None:
                 raise ConfigurationError(f"{variable}={where!r} does not exist")
             return kind, where
     return None
+
+
+#: TLS contexts by where their CAs came from (and that file's state): building
+#: one loads ~150 certificates (tens of ms), so clients trusting the same
+#: CAs share one. Not observable: nothing else touches it.
+_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
+
+
+def _shared_context(ca: tuple[str, str] | None) -> ssl.SSLContext:
+    """``httpx.create_ssl_context()``'s context for CAs from ``ca`` (None: certifi)."""
+    try:
+        if ca is None:
+            key: tuple[object, ...] = ("certifi",)
+        else:
+            stat = os.stat(ca[1])
+            key = (*ca, stat.st_mtime_ns, stat.st_size)
+        context = _CONTEXTS.get(key)
+        if context is None:
+            if ca is None:
+                context = httpx.create_ssl_context(trust_env=False)  # certifi, as httpx
+            elif ca[0] == "cafile":
+                context = ssl.create_default_context(cafile=ca[1])
+            else:
+                context = ssl.create_default_context(capath=ca[1])
+            if len(_CONTEXTS) < 16:
+                _CONTEXTS[key] = context
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cannot load CA certificates: {exc}") from None
+    return context
 
 
 class _Run:
@@ -209,17 +240,7 @@ class Pool:
     def _ssl_context(self) -> ssl.SSLContext:
         """httpx's TLS context, from the environment as it was when the client was made."""
         if self._ssl is None:
-            try:
-                if self._ca is None:
-                    self._ssl = httpx.create_ssl_context(trust_env=False)  # certifi
-                else:
-                    kind, where = self._ca
-                    if kind == "cafile":
-                        self._ssl = ssl.create_default_context(cafile=where)
-                    else:
-                        self._ssl = ssl.create_default_context(capath=where)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigurationError(f"cannot load CA certificates: {exc}") from None
+            self._ssl = _shared_context(self._ca)
         return self._ssl
 
     def _stock_client(self) -> httpx.AsyncClient:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from unittest.mock import AsyncMock, patch
 
 import httpx
 import pytest
@@ -125,3 +126,12 @@ async def test_the_fast_path_returns_once_the_mock_is_gone(tripwire: Tripwire) -
             await convoso.campaigns.search()
     assert tripwire.connections >= 1
     tripwire.connections = 0
+
+
+async def test_unittest_mock_patch_of_async_client_send(tripwire: Tripwire) -> None:
+    sent = AsyncMock(return_value=httpx.Response(200, json=ANSWER))
+    with patch("httpx.AsyncClient.send", sent):
+        async with AsyncConvoso(TOKEN, base_url=tripwire.url) as convoso:
+            assert len(await convoso.campaigns.search()) == 1
+    [request] = [call.kwargs["request"] for call in sent.await_args_list]
+    assert request.url == f"{tripwire.url}/campaigns/search"
