@@ -212,6 +212,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return self._session
 
+    def prepare(self) -> None:
+        """Make the session now (in the running event loop) rather than on the first request."""
+        self._get_session()
+
     def timeout(
         self,
         connect: float | None,

@@ -222,9 +222,10 @@ class Pool:
         self.size = size
         self.max_response_bytes = max_response_bytes
         self.closed = False
+        self._base_url = base_url
         self._run: _Run | None = None
         self._urls: dict[str, httpx.URL] = {}
-        self._heads: dict[str, list[tuple[str, str]]] = {}
+        self._prefix: list[tuple[str, str]] | None = None
         self._cookies = httpx.Cookies()
         self._has_cookies = False
         self._request_builder: httpx.AsyncClient | None = None
@@ -257,9 +258,13 @@ class Pool:
         return client
 
     def _start_run(self, marker: object) -> _Run:
+        # Everything a first request needs is made here, before the pipeline
+        # takes a slot from the rate limiter, so that request is not late.
         if isinstance(marker, asyncio.AbstractEventLoop) and self._proxy is None:
             fast = AiohttpTransport(max_connections=self.size, ssl_context=self._ssl_context())
+            fast.prepare()
             http = httpx.AsyncClient(transport=fast, headers=_OWN_HEADERS, trust_env=False)
+            self._head(self._base_url, b"")
             return _Run(marker, http, fast)
         return _Run(marker, self._stock_client(), None)
 
@@ -288,12 +293,15 @@ class Pool:
         if self._has_cookies:
             request = self._builder().build_request("POST", url, content=body)
             return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        head = self._heads.get(url)
-        if head is None:
-            request = self._builder().build_request("POST", url, content=b"")
-            head = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-            head = self._heads[url] = [(k, v) for k, v in head if k.lower() != "content-length"]
-        return [*head, ("Content-Length", str(len(body)))]
+        if self._prefix is None:
+            # Every request goes to base_url + a path: one Host, one head.
+            request = self._builder().build_request("POST", self._base_url, content=b"")
+            self._prefix = [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in request.headers.raw
+                if k.lower() != b"content-length"
+            ]
+        return [*self._prefix, ("Content-Length", str(len(body)))]
 
     def _builder(self) -> httpx.AsyncClient:
         if self._request_builder is None:
