@@ -51,13 +51,12 @@ _OWN_HEADERS = {**_FORM_HEADERS, "user-agent": "convoso-async"}
 # Where mocking tools hook in: respx (httpcore mode patches the pools'
 # handle_async_request, httpx mode AsyncClient._transport_for_url),
 # pytest-httpx (AsyncHTTPTransport.handle_async_request), unittest.mock users
-# (AsyncClient.send/post/request), aioresponses (ClientSession._request: httpx
-# ignores it, so must we).
+# (what AsyncClient.stream calls: build_request, send), aioresponses
+# (ClientSession._request: httpx ignores it, so must we).
 _WATCHED: tuple[tuple[type, str], ...] = (
-    (httpx.AsyncClient, "send"),
-    (httpx.AsyncClient, "request"),
-    (httpx.AsyncClient, "post"),
     (httpx.AsyncClient, "stream"),
+    (httpx.AsyncClient, "build_request"),
+    (httpx.AsyncClient, "send"),
     (httpx.AsyncClient, "_transport_for_url"),
     (httpx.AsyncHTTPTransport, "handle_async_request"),
     (httpcore.AsyncConnectionPool, "handle_async_request"),
@@ -264,7 +263,8 @@ class Pool:
             fast = AiohttpTransport(max_connections=self.size, ssl_context=self._ssl_context())
             fast.prepare()
             http = httpx.AsyncClient(transport=fast, headers=_OWN_HEADERS, trust_env=False)
-            self._head(self._base_url, b"")
+            if not mocking_active():  # a patched build_request must not shape our head
+                self._head(self._base_url, b"")
             return _Run(marker, http, fast)
         return _Run(marker, self._stock_client(), None)
 

@@ -135,3 +135,13 @@ async def test_unittest_mock_patch_of_async_client_send(tripwire: Tripwire) -> N
             assert len(await convoso.campaigns.search()) == 1
     [request] = [call.kwargs["request"] for call in sent.await_args_list]
     assert request.url == f"{tripwire.url}/campaigns/search"
+
+
+def test_every_watched_hook_counts_as_mocking_while_patched() -> None:
+    from convoso_async.connections import _WATCHED, mocking_active
+
+    assert not mocking_active()
+    for owner, name in _WATCHED:
+        with patch.object(owner, name, new=AsyncMock()):
+            assert mocking_active(), f"{owner.__name__}.{name}"
+        assert not mocking_active(), f"{owner.__name__}.{name} left patched"
