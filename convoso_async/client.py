@@ -20,6 +20,7 @@ from .connections import Pool
 from .defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     ENV_AUTH_TOKEN,
@@ -60,6 +61,10 @@ class AsyncConvoso:
             10 network failures, timeouts or 5xx in a row, probing again after
             5 s), your own `CircuitBreaker`, or ``False`` for none. Both are
             shared by every ``with_options`` copy and every concurrent batch.
+        max_response_bytes: the largest answer read (as sent, and once
+            decompressed); a larger one stops being read, its connection is
+            closed, and the call raises `ResponseDecodeError`. Shared by
+            `with_options` copies.
 
     Raises:
         ConfigurationError: no token, or an option out of range.
@@ -79,6 +84,7 @@ class AsyncConvoso:
         http_client: httpx.AsyncClient | None = None,
         retry_budget: RetryBudget | bool = True,
         circuit_breaker: CircuitBreaker | bool = True,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         configure_from_env()
         token = _check_token(
@@ -99,7 +105,12 @@ class AsyncConvoso:
             pause=PauseGate(),
             guard=_guard(retry_budget, circuit_breaker),
         )
-        self._pool = Pool(http_client, self._max_concurrency)
+        self._pool = Pool(
+            http_client,
+            self._max_concurrency,
+            base_url=root,
+            max_response_bytes=_check_count("max_response_bytes", max_response_bytes, minimum=1),
+        )
         self._owner = True
         self.campaigns = Campaigns(self)
 
@@ -222,7 +233,18 @@ def _check_token(token: object) -> str:
         )
     if not isinstance(token, str):
         raise ConfigurationError(f"auth_token must be a string, not {type(token).__name__}")
-    return token.strip()
+    token = token.strip()
+    # Checked here, not at the first request: a token from bytes that were
+    # not UTF-8 (lone surrogates) cannot be sent, and a control character is
+    # never part of a real token. Neither the token nor the character is named.
+    for position, char in enumerate(token):
+        if char < " " or char == "\x7f" or "\ud800" <= char <= "\udfff":
+            raise ConfigurationError(
+                f"auth_token is not a valid token: character {position + 1} of "
+                f"{len(token)} is a control character or cannot be encoded as UTF-8 "
+                f"(check how {ENV_AUTH_TOKEN} or the token file was written)"
+            )
+    return token
 
 
 def _check_base_url(url: object) -> str:

@@ -65,3 +65,6 @@ RETRY_BUDGET_REFILL = 0.5
 #: `BREAKER_COOLDOWN` seconds.
 BREAKER_FAILURE_THRESHOLD = 10
 BREAKER_COOLDOWN = 5.0
+#: The largest answer read, in bytes, as sent and once decompressed; larger ends in
+#: ResponseDecodeError. A 100,000-campaign search answer is about 14 MB.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
