@@ -18,6 +18,7 @@ import respx
 from pytest_httpx import HTTPXMock
 
 from convoso_async import AsyncConvoso, CampaignNotFoundError
+from convoso_async.defaults import USER_AGENT
 
 pytestmark = pytest.mark.anyio
 
@@ -113,7 +114,7 @@ async def test_pytest_httpx_fixture(tripwire: Tripwire, httpx_mock: HTTPXMock) -
         assert len(await convoso.campaigns.search()) == 1
     [first, second] = httpx_mock.get_requests()
     assert first.headers["content-type"] == "application/x-www-form-urlencoded"
-    assert second.headers["user-agent"] == "convoso-async"
+    assert second.headers["user-agent"] == USER_AGENT
 
 
 async def test_the_fast_path_returns_once_the_mock_is_gone(tripwire: Tripwire) -> None:

@@ -36,6 +36,7 @@ from parity_servers import Origin, Proxy, Seen, answer
 
 import convoso_async
 from convoso_async import AsyncConvoso, ConfigurationError, ConvosoError
+from convoso_async.defaults import USER_AGENT
 
 pytestmark = pytest.mark.anyio
 
@@ -109,7 +110,7 @@ async def both(origin: Origin, *, proxy: Proxy | None = None, **options: Any) ->
             "proxy": [] if proxy is None else [p.request_line for p in proxy.saw[saw_before:]],
         }
         if kind == "default":
-            assert all(s.header("user-agent") == "convoso-async" for s in origin.seen)
+            assert all(s.header("user-agent") == USER_AGENT for s in origin.seen)
     assert outcomes["default"] == outcomes["httpx"]
     outcome: dict[str, Any] = outcomes["default"]
     return outcome
