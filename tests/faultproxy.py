@@ -11,8 +11,9 @@ all use it::
 A toxic acts on one direction: ``"downstream"`` (server to client, the default) or ``"upstream"``
 (client to server), and on a ``probability`` fraction of connections. Whether a toxic hits a
 connection is decided once, from ``(seed, connection number, toxic name)``, so a seed replays the
-same set of hit connections (``Toxic.strikes`` tells which, without a proxy). Toxics can be added and removed at any time, from any thread; a change
-takes effect from the next chunk of data on every open connection, pooled keep-alive ones included.
+same set of hit connections (``Toxic.strikes`` tells which, without a proxy). Toxics can be added
+and removed at any time, from any thread; a change takes effect from the next chunk of data on
+every open connection, pooled keep-alive ones included.
 
 Order in which the toxics act on each chunk read from one side before it is written to the other:
 
