@@ -223,7 +223,7 @@ asyncio.run(main())
 
 
 def test_four_processes_share_one_rate(redis_server: RedisServer) -> None:
-    rate, duration = 50, 3.0
+    rate, duration = 50, 2.0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *sys.path])}
     args = [redis_server.url, "shared", str(rate), str(duration), "2"]
     workers = [

@@ -73,7 +73,7 @@ def test_four_workers_stay_under_one_account_limit(
     assert set(fake.statuses().values()) == {"N"}
 
 
-@pytest.mark.parametrize("fallback_rate", [0, 20])
+@pytest.mark.parametrize("fallback_rate", [0, 40])
 def test_redis_stopped_mid_run_every_campaign_is_accounted_for(
     redis_server: RedisServer, tmp_path: Path, fallback_rate: float
 ) -> None:
