@@ -1,4 +1,4 @@
-"""The project's entry points: `nox -s tests lint typecheck`, and `nox -s bench`."""
+"""The project's entry points: `nox -s tests lint typecheck`, `nox -s bench`, `nox -s stress`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,17 @@ def tests(session: nox.Session) -> None:
     """Unit and integration tests (a real redis-server must be on PATH for the Redis ones)."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def stress(session: nox.Session) -> None:
+    """The whole suite N times, to catch flaky tests: `nox -s stress -- --runs 5 --hog [-k ...]`.
+
+    ``--hog`` keeps every core busy meanwhile; other arguments go to pytest. Prints passed, failed
+    and seconds per run, then every test that failed and in how many runs; fails if any run did.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "tests/stress_suite.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

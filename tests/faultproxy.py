@@ -11,8 +11,9 @@ all use it::
 A toxic acts on one direction: ``"downstream"`` (server to client, the default) or ``"upstream"``
 (client to server), and on a ``probability`` fraction of connections. Whether a toxic hits a
 connection is decided once, from ``(seed, connection number, toxic name)``, so a seed replays the
-same set of hit connections. Toxics can be added and removed at any time, from any thread; a change
-takes effect from the next chunk of data on every open connection, pooled keep-alive ones included.
+same set of hit connections (``Toxic.strikes`` tells which, without a proxy). Toxics can be added
+and removed at any time, from any thread; a change takes effect from the next chunk of data on
+every open connection, pooled keep-alive ones included.
 
 Order in which the toxics act on each chunk read from one side before it is written to the other:
 
@@ -76,6 +77,20 @@ class Toxic:
         numbers = (self.delay, self.jitter, self.after, self.size, self.size_variation, self.rate)
         if min(numbers) < 0:
             raise ValueError(f"{self.kind} parameters must not be negative")
+
+    @property
+    def label(self) -> str:
+        """The toxic's name: ``name`` if given, else ``"<kind>_<direction>"``."""
+        return self.name or f"{self.kind}_{self.direction}"
+
+    def strikes(self, seed: int, connection: int) -> bool:
+        """Whether this toxic hits connection number ``connection`` (0 is the first accepted).
+
+        The proxy decides with exactly this, so a test can choose a seed that makes a toxic hit a
+        connection every run is sure to open, instead of hoping that some connection is hit.
+        """
+        draw = random.Random(f"{seed}:{connection}:{self.label}").random()
+        return draw < self.probability
 
     @classmethod
     def latency(
@@ -313,7 +328,7 @@ class FaultProxy:
 
     def add(self, toxic: Toxic) -> str:
         """Activate ``toxic`` and return its name (for ``remove``)."""
-        toxic = replace(toxic, name=toxic.name or f"{toxic.kind}_{toxic.direction}")
+        toxic = replace(toxic, name=toxic.label)
         with self._lock:
             if any(t.name == toxic.name for t in self._toxics):
                 raise ValueError(f"a toxic named {toxic.name!r} is already active; pass name=")
@@ -457,10 +472,10 @@ class FaultProxy:
                 continue
             state = link.states.get(toxic)
             if state is None:
-                # A generator per (connection, toxic), not one shared, so the decision does not
-                # depend on the order in which concurrent connections meet their toxics.
-                draw = random.Random(f"{self.seed}:{link.index}:{toxic.name}").random()
-                state = link.states[toxic] = _ToxicState(hit=draw < toxic.probability)
+                # Decided per (connection, toxic), not from one shared generator, so the decision
+                # does not depend on the order in which concurrent connections meet their toxics.
+                hit = toxic.strikes(self.seed, link.index)
+                state = link.states[toxic] = _ToxicState(hit=hit)
                 if state.hit:
                     with self._lock:
                         self._hits[toxic.name] = self._hits.get(toxic.name, 0) + 1

@@ -30,6 +30,10 @@ __all__ = ["RedisServer", "redis_server", "redis_server_fixture", "start_redis"]
 STARTUP_TIMEOUT = 10.0
 
 
+class PortTakenError(RuntimeError):
+    """redis-server could not bind its port: something else took it first."""
+
+
 class RedisServer:
     """One ``redis-server`` process on ``127.0.0.1:port``; no persistence.
 
@@ -83,7 +87,8 @@ class RedisServer:
             if self._process.poll() is not None:
                 self._process = None
                 output = self._log.read_text(errors="replace").strip()
-                raise RuntimeError(f"redis-server exited at start: {output[-2000:]}")
+                error = PortTakenError if "already in use" in output else RuntimeError
+                raise error(f"redis-server exited at start: {output[-2000:]}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"redis-server did not answer PING within {STARTUP_TIMEOUT}s")
@@ -146,11 +151,23 @@ def redis_server_binary() -> str:
     return binary
 
 
+#: How many free ports to try: between finding a port free and redis-server binding it, another
+#: process on a busy machine (other test suites) can take it.
+PORT_ATTEMPTS = 5
+
+
 def start_redis(*, password: str | None = None) -> RedisServer:
     """Start a fresh ``redis-server`` on a free loopback port; the caller must `close` it."""
     server = RedisServer(redis_server_binary(), password=password)
     try:
-        server.start()
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                server.start()
+                break
+            except PortTakenError:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+                server.port = _free_port()
     except BaseException:
         server.close()
         raise

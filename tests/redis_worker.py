@@ -1,8 +1,9 @@
 """One worker process of the multi-process Redis tests: a bulk change, its outcome as JSON.
 
-    python tests/redis_worker.py OUT_FILE BASE_URL REDIS_URL KEY RATE FALLBACK_RATE ID...
+    python tests/redis_worker.py OUT_FILE BASE_URL REDIS_URL KEY RATE SLACK FALLBACK_RATE ID...
 
-FALLBACK_RATE 0 means no fallback: a Redis outage fails the affected campaigns.
+SLACK is the limiter's ``slack``. FALLBACK_RATE 0 means no fallback: a Redis outage fails the
+affected campaigns.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from convoso_async.testing import FakeConvoso
 
 
 async def run(argv: list[str]) -> dict[str, object]:
-    base_url, redis_url, key, rate, fallback_rate, *ids = argv
+    base_url, redis_url, key, rate, slack, fallback_rate, *ids = argv
     fallback = Limiter(float(fallback_rate)) if float(fallback_rate) > 0 else None
+    # A stopped Redis refuses at once; the timeout is for a live one on a loaded machine.
     limiter = RedisRateLimiter(
-        redis_url, key=key, rate=float(rate), timeout=0.5, fallback=fallback, retry_interval=0.5
+        redis_url,
+        key=key,
+        rate=float(rate),
+        slack=float(slack),
+        timeout=5.0,
+        fallback=fallback,
+        retry_interval=0.5,
     )
     async with (
         limiter,
