@@ -60,7 +60,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import attrs
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = ["Schedule", "ScheduleError", "Window"]
 
