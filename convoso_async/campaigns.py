@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from . import changes
 from .changes import BatchProgress, BatchResult, StatusOutcome
@@ -19,10 +19,7 @@ from .errors import ResponseDecodeError
 from .models import Campaign, structure
 from .transport import AttemptCounter
 
-if TYPE_CHECKING:
-    from .client import AsyncConvoso
-
-__all__ = ["Campaigns", "check_active", "check_campaign_id"]
+__all__ = ["Campaigns", "FormSender", "check_active", "check_campaign_id"]
 
 SEARCH_PATH = "/campaigns/search"
 STATUS_PATH = "/campaigns/status"
@@ -60,10 +57,34 @@ def _check_concurrency(value: object) -> None:
         raise ValueError(f"max_concurrency must be at least 1, not {value}")
 
 
+class FormSender(Protocol):
+    """All a resource needs of its client: send a form to a path, and the bulk default.
+
+    `AsyncConvoso` is one; the resource never sees the client's other parts, so it
+    cannot reach round the pipeline that retries, paces, authenticates and maps errors.
+    """
+
+    @property
+    def max_concurrency(self) -> int:
+        """Status requests in flight when a bulk call names no ``max_concurrency``."""
+        ...
+
+    async def _post(
+        self,
+        path: str,
+        fields: dict[str, str],
+        *,
+        campaign_id: str | None = None,
+        counter: AttemptCounter | None = None,
+    ) -> dict[str, Any]:
+        """POST ``fields`` as a form to ``path`` through the pipeline; the decoded JSON."""
+        ...
+
+
 class Campaigns:
     """``convoso.campaigns``: list campaigns and change their status, one or many."""
 
-    def __init__(self, client: AsyncConvoso) -> None:
+    def __init__(self, client: FormSender) -> None:
         self._client = client
 
     async def search(self) -> list[Campaign]:

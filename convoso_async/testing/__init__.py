@@ -17,10 +17,10 @@ core, so they behave alike. For example::
     assert fake.campaign_status("1001") == "N"
 """
 
+from ._fake import FakeConvoso
 from ._server import serve_forever
 from ._state import (
     REFERENCE_CAMPAIGNS,
-    FakeConvoso,
     Fault,
     FaultKind,
     RecordedRequest,

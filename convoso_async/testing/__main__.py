@@ -19,8 +19,9 @@ import math
 import sys
 from collections.abc import Sequence
 
+from ._fake import FakeConvoso
 from ._server import serve_forever
-from ._state import FakeConvoso, reference_campaigns
+from ._state import reference_campaigns
 
 __all__ = ["build_arg_parser", "main"]
 

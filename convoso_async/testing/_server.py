@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from ._state import FakeConvoso
+    from ._state import FakeState
 
 __all__ = ["ServerThread", "serve_forever"]
 
@@ -32,7 +32,7 @@ SHUTDOWN_TIMEOUT: Final = 0.25
 THREAD_TIMEOUT: Final = 10.0
 
 
-def _make_handler(fake: FakeConvoso) -> web.Server:
+def _make_handler(fake: FakeState) -> web.Server:
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         answer = await fake._respond(
             request.method,
@@ -56,7 +56,7 @@ def _make_handler(fake: FakeConvoso) -> web.Server:
     return web.Server(handle, access_log=None)
 
 
-async def _start(fake: FakeConvoso, host: str, port: int) -> tuple[web.ServerRunner, str]:
+async def _start(fake: FakeState, host: str, port: int) -> tuple[web.ServerRunner, str]:
     """Start serving; return the runner (to clean up) and the base URL."""
     runner = web.ServerRunner(_make_handler(fake), shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
@@ -78,7 +78,7 @@ class ServerThread:
     then `stop`, which returns once the server is closed and the thread gone.
     """
 
-    def __init__(self, fake: FakeConvoso, host: str, port: int) -> None:
+    def __init__(self, fake: FakeState, host: str, port: int) -> None:
         self._fake = fake
         self._host = host
         self._port = port
@@ -141,7 +141,7 @@ class ServerThread:
             await runner.cleanup()
 
 
-async def _serve_until_signal(fake: FakeConvoso, host: str, port: int) -> None:
+async def _serve_until_signal(fake: FakeState, host: str, port: int) -> None:
     runner, url = await _start(fake, host, port)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -170,7 +170,7 @@ async def _serve_until_signal(fake: FakeConvoso, host: str, port: int) -> None:
         await runner.cleanup()
 
 
-def serve_forever(fake: FakeConvoso, host: str = "127.0.0.1", port: int = 0) -> None:
+def serve_forever(fake: FakeState, host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve ``fake`` over HTTP in this thread until SIGINT or SIGTERM.
 
     Once ready, prints ``listening on http://HOST:PORT/v1`` as its first line

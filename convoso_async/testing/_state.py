@@ -2,20 +2,19 @@
 
 Both front ends, the in-process httpx transport (`._transport`) and the aiohttp
 server on loopback (`._server`), reduce a request to ``(method, path,
-content_type, body, query)`` and await `FakeConvoso._respond`, which returns an
+content_type, body, query)`` and await `FakeState._respond`, which returns an
 `Answer`: what to send (status, headers, body) or to drop the connection, and
 after how long. Everything Convoso-like (routing, auth, validation, state,
 server-side rate limit, scripted faults, the request log) lives here, so the
 two front ends cannot drift apart.
 
-Every state change happens in `FakeConvoso._decide`, synchronously, under one
+Every state change happens in `FakeState._decide`, synchronously, under one
 `threading.Lock` held only for that call: the aiohttp server runs on its own
 thread and loop, while tests inspect the state from theirs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import http
 import json
@@ -24,22 +23,17 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Final, Literal, get_args
 from urllib.parse import parse_qsl
 
 import anyio
-import anyio.to_thread
 import attrs
-import httpx
-
-from ._server import ServerThread
-from ._transport import FakeTransport
 
 __all__ = [
     "REFERENCE_CAMPAIGNS",
     "Answer",
-    "FakeConvoso",
+    "FakeState",
     "Fault",
     "FaultKind",
     "RecordedRequest",
@@ -415,28 +409,13 @@ def most_in_window(times: Iterable[float], window: float = 1.0) -> int:
     return most
 
 
-class FakeConvoso:
-    """A stateful Convoso look-alike for ``/campaigns/search`` and ``/campaigns/status``.
+class FakeState:
+    """The fake's campaigns, tokens, faults and request log, and the handler core.
 
-    Run it in-process as an httpx transport, or as a real HTTP server on
-    loopback; both share this state::
-
-        fake = FakeConvoso(campaigns=3)
-        http = httpx.AsyncClient(transport=fake.transport(), base_url="https://fake/v1")
-        async with fake.serve() as url:  # "http://127.0.0.1:PORT/v1"
-            ...
-        fake.statuses()  # {'1001': 'Y', '1002': 'Y', '1003': 'N'}
-
-    ``campaigns`` is a count (generated campaigns, ids from ``"1001"``;
-    default 3) or the API's campaign objects (`reference_campaigns` gives the
-    API reference's own 111, 222 and 333). ``campaign_ids`` instead generates
-    one campaign per id you choose: ``FakeConvoso(campaign_ids=["111", "222"])``.
-    ``readonly_tokens`` may search but not change a status. ``latency`` is
-    added to every answer: seconds, or a ``(low, high)`` range drawn uniformly.
-    ``rate_limit`` caps the requests accepted in any sliding one-second
-    window; the others get HTTP 429 with a ``Retry-After`` of ``retry_after``
-    seconds. ``seed`` seeds the RNG behind
-    latency jitter and fault probabilities.
+    This is all of `FakeConvoso` but its front ends: `FakeConvoso` (in
+    ``._fake``) adds them, wrapping this state in ``._transport`` and
+    ``._server``, which only call `_respond`. The constructor's arguments are
+    documented there.
     """
 
     #: The token a fake accepts unless told otherwise.
@@ -478,7 +457,7 @@ class FakeConvoso:
 
     def __repr__(self) -> str:
         return (
-            f"<FakeConvoso campaigns={len(self._campaigns)} tokens={len(self._tokens)}"
+            f"<{type(self).__name__} campaigns={len(self._campaigns)} tokens={len(self._tokens)}"
             f" readonly_tokens={len(self._readonly_tokens)} rate_limit={self._rate_limit}"
             f" faults={len(self._faults)} requests={len(self._records)}>"
         )
@@ -549,37 +528,6 @@ class FakeConvoso:
             if (wanted is None or r.path == wanted) and (r.accepted or not accepted_only)
         ]
         return most_in_window(times, window)
-
-    # -- front ends -----------------------------------------------------------------
-
-    def transport(self) -> httpx.AsyncBaseTransport:
-        """An httpx transport answering in-process, with no socket; works on asyncio and trio."""
-        return FakeTransport(self)
-
-    @contextlib.asynccontextmanager
-    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-        """Serve HTTP on ``host:port`` from a background thread; yield the base URL.
-
-        The server runs its own asyncio loop, so the caller may run asyncio
-        or trio. Port 0 picks a free port. Stops (and joins the thread) on exit.
-        """
-        server = ServerThread(self, host, port)
-        server.start()
-        try:
-            yield await anyio.to_thread.run_sync(server.wait_ready)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(server.stop)
-
-    @contextlib.contextmanager
-    def serve_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-        """Like `serve`, as a synchronous context manager for synchronous code."""
-        server = ServerThread(self, host, port)
-        server.start()
-        try:
-            yield server.wait_ready()
-        finally:
-            server.stop()
 
     # -- the handler core -----------------------------------------------------------
 

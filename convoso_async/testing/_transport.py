@@ -16,15 +16,15 @@ import anyio
 import httpx
 
 if TYPE_CHECKING:
-    from ._state import FakeConvoso
+    from ._state import FakeState
 
 __all__ = ["FakeTransport"]
 
 
 class FakeTransport(httpx.AsyncBaseTransport):
-    """Answers every request from a `FakeConvoso`'s handler core."""
+    """Answers every request from a `FakeState`'s handler core (a `FakeConvoso`'s, say)."""
 
-    def __init__(self, fake: FakeConvoso) -> None:
+    def __init__(self, fake: FakeState) -> None:
         self._fake = fake
 
     def __repr__(self) -> str:

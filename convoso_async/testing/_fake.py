@@ -1,0 +1,77 @@
+"""`FakeConvoso`: the fake's state with its two front ends.
+
+The layers, lowest first: ``._state`` (`FakeState`: campaigns, tokens, faults,
+the request log and the handler core), then the front ends that wrap it,
+``._transport`` (in-process httpx) and ``._server`` (aiohttp on loopback), then
+this module, which gives the state the methods that build those front ends.
+The state never imports a front end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from ._server import ServerThread
+from ._state import FakeState
+from ._transport import FakeTransport
+
+__all__ = ["FakeConvoso"]
+
+
+class FakeConvoso(FakeState):
+    """A stateful Convoso look-alike for ``/campaigns/search`` and ``/campaigns/status``.
+
+    Run it in-process as an httpx transport, or as a real HTTP server on
+    loopback; both share this state::
+
+        fake = FakeConvoso(campaigns=3)
+        http = httpx.AsyncClient(transport=fake.transport(), base_url="https://fake/v1")
+        async with fake.serve() as url:  # "http://127.0.0.1:PORT/v1"
+            ...
+        fake.statuses()  # {'1001': 'Y', '1002': 'Y', '1003': 'N'}
+
+    ``campaigns`` is a count (generated campaigns, ids from ``"1001"``;
+    default 3) or the API's campaign objects (`reference_campaigns` gives the
+    API reference's own 111, 222 and 333). ``campaign_ids`` instead generates
+    one campaign per id you choose: ``FakeConvoso(campaign_ids=["111", "222"])``.
+    ``readonly_tokens`` may search but not change a status. ``latency`` is
+    added to every answer: seconds, or a ``(low, high)`` range drawn uniformly.
+    ``rate_limit`` caps the requests accepted in any sliding one-second
+    window; the others get HTTP 429 with a ``Retry-After`` of ``retry_after``
+    seconds. ``seed`` seeds the RNG behind
+    latency jitter and fault probabilities.
+    """
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An httpx transport answering in-process, with no socket; works on asyncio and trio."""
+        return FakeTransport(self)
+
+    @contextlib.asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Serve HTTP on ``host:port`` from a background thread; yield the base URL.
+
+        The server runs its own asyncio loop, so the caller may run asyncio
+        or trio. Port 0 picks a free port. Stops (and joins the thread) on exit.
+        """
+        server = ServerThread(self, host, port)
+        server.start()
+        try:
+            yield await anyio.to_thread.run_sync(server.wait_ready)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(server.stop)
+
+    @contextlib.contextmanager
+    def serve_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Like `serve`, as a synchronous context manager for synchronous code."""
+        server = ServerThread(self, host, port)
+        server.start()
+        try:
+            yield server.wait_ready()
+        finally:
+            server.stop()
