@@ -294,3 +294,19 @@ def test_demo_runs_end_to_end_and_verifies_the_server_state(
     assert "re-activate all" in out
     assert "999998" in out  # the unknown ids are reported with their reason
     assert "ok: every campaign accounted for" in out
+
+
+def test_demo_off_a_terminal_prints_plain_unwrapped_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # capsys is no terminal: as in a pipe, a file or a cron mail.
+    assert main(["demo", "--campaigns", "300", "--latency", "0.001"]) == 0
+    captured = capsys.readouterr()
+    assert not any(box in captured.out for box in "┃│┏━"), "tables drawn off a terminal"
+    assert "━" not in captured.err, "a progress bar drawn off a terminal"
+    phases = [line for line in captured.out.splitlines() if " ids, " in line]
+    assert len(phases) == 2
+    assert phases[0].startswith("deactivate all: 302 ids, 300 ok, 2 failed, ")
+    verdict = [line for line in captured.out.splitlines() if line.startswith("ok: ")]
+    assert len(verdict) == 1
+    assert verdict[0].endswith(")"), "the verdict line was wrapped"

@@ -8,6 +8,7 @@ happened. No account, no network beyond 127.0.0.1.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -19,7 +20,7 @@ from convoso_async.changes import BatchProgress, BatchResult
 from convoso_async.client import AsyncConvoso
 from convoso_async.testing import FakeConvoso, Fault
 
-from .output import run_with_progress
+from .output import one_line, plural, run_with_progress, stdout_is_terminal
 
 __all__ = ["run_demo"]
 
@@ -28,8 +29,14 @@ UNKNOWN_IDS = ("999998", "999999")
 
 
 async def run_demo(campaigns: int, latency: float, concurrency: int, rate: float | None) -> int:
-    """Run the demo; 0 if every reported outcome matches the server's final state."""
-    console = Console(highlight=False)
+    """Run the demo; 0 if every reported outcome matches the server's final state.
+
+    On a terminal it draws tables and progress bars; in a pipe, a file or a
+    cron mail it prints plain lines that are never wrapped.
+    """
+    terminal = stdout_is_terminal()
+    # Off a terminal: no colour codes, and no wrapping at rich's default 80 columns.
+    console = Console(highlight=False) if terminal else Console(highlight=False, soft_wrap=True)
     fake = FakeConvoso(
         campaigns=campaigns, latency=(latency * 0.5, latency * 1.5) if latency else 0.0, seed=7
     )
@@ -46,14 +53,18 @@ async def run_demo(campaigns: int, latency: float, concurrency: int, rate: float
         ) as convoso:
             found = await convoso.campaigns.search()
             active = sum(c.is_active for c in found)
-            console.print(f"search: {len(found)} campaigns, {active} active")
+            console.print(f"search: {plural(len(found), 'campaign')}, {active} active")
             preview = Table(title="first campaigns")
             for column in ("id", "name", "status", "last call"):
                 preview.add_column(column)
             for c in found[:5]:
                 last = "" if c.last_call_date is None else str(c.last_call_date)
-                preview.add_row(Text(c.id), Text(c.name), c.status.label, last)
-            console.print(preview)
+                if terminal:
+                    preview.add_row(Text(c.id), Text(c.name), c.status.label, last)
+                else:
+                    print(f"{c.id}\t{one_line(c.name)}\t{c.status.label}\t{last}")
+            if terminal:
+                console.print(preview)
 
             ids = [c.id for c in found] + list(UNKNOWN_IDS)
             phases: list[tuple[str, BatchResult, int]] = []
@@ -65,25 +76,34 @@ async def run_demo(campaigns: int, latency: float, concurrency: int, rate: float
                 ) -> Awaitable[BatchResult]:
                     return convoso.campaigns.set_status_many(ids, wanted, on_progress=on_progress)
 
-                result = await run_with_progress(label, len(ids), change, show=True)
+                result = await run_with_progress(label, len(ids), change, show=sys.stderr.isatty())
                 phases.append((label, result, len(fake.requests) - before))
 
+    # The not-sent and unknown buckets get columns only when a batch stopped early,
+    # so the table fits an 80-column terminal in the usual case.
+    stopped = any(result.not_sent or result.unknown for _, result, _ in phases)
+    columns = ["ids", "ok", "failed", "requests", "retries", "time", "req/s"]
+    if stopped:
+        columns[3:3] = ["not sent", "unknown"]
     table = Table(title="what happened")
     table.add_column("phase", no_wrap=True)
-    for column in ("ids", "ok", "failed", "requests", "retries", "seconds", "req/s"):
+    for column in columns:
         table.add_column(column, justify="right")
     for label, result, requests in phases:
-        table.add_row(
-            label,
-            str(len(result.targets)),
-            str(len(result.succeeded)),
-            str(len(result.failed)),
-            str(requests),
-            str(result.retries),
-            f"{result.elapsed:.2f}",
-            f"{requests / result.elapsed:,.0f}" if result.elapsed else "-",
-        )
-    console.print(table)
+        counts = [len(result.targets), len(result.succeeded), len(result.failed)]
+        if stopped:
+            counts += [len(result.not_sent), len(result.unknown)]
+        cells = [str(count) for count in (*counts, requests, result.retries)]
+        cells.append(f"{result.elapsed:.2f}s")
+        cells.append(f"{requests / result.elapsed:,.0f}" if result.elapsed else "-")
+        if terminal:
+            table.add_row(label, *cells)
+        else:
+            pairs = dict(zip(columns, cells, strict=True))
+            took = pairs.pop("time")
+            print(f"{label}: " + ", ".join(f"{v} {k}" for k, v in pairs.items()) + f" in {took}")
+    if terminal:
+        console.print(table)
     console.print(
         "faults injected: "
         + ", ".join(

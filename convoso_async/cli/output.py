@@ -40,6 +40,7 @@ __all__ = [
     "console",
     "decode_text",
     "id_sort_key",
+    "one_line",
     "plural",
     "print_campaigns",
     "print_json",
