@@ -32,3 +32,12 @@ RETRY_AFTER_CAP = 60.0
 
 #: HTTP statuses worth another attempt: rate limited, or a failure in front of Convoso.
 RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
+
+#: ``rate_limit="auto"``: the rate it starts from (requests per second). Convoso
+#: publishes no limit; 10/s is polite for any account and the adaptive limiter
+#: doubles it every couple of seconds until the first 429 says where the limit is.
+AUTO_RATE_START = 10.0
+
+#: ``rate_limit="auto"``: the slowest and fastest it will ever pace (requests per second).
+AUTO_RATE_FLOOR = 0.5
+AUTO_RATE_CEILING = 1000.0

@@ -35,7 +35,7 @@ from .errors import (
     ServerError,
 )
 from .log import logger
-from .ratelimit import PauseGate, RateLimiter
+from .ratelimit import PauseGate, RateLimiter, ThrottleFeedback
 from .retry import RetryPolicy, is_testing, parse_retry_after
 
 __all__ = ["AttemptCounter", "Pipeline", "decode_answer"]
@@ -88,6 +88,8 @@ class Pipeline:
         self._token = auth_token
         self.limiter = limiter
         self.pause = pause
+        # An adaptive or shared limiter hears how each answer went.
+        self._feedback = limiter if isinstance(limiter, ThrottleFeedback) else None
 
     def __repr__(self) -> str:
         return f"Pipeline(base_url={self.base_url!r}, limiter={self.limiter!r})"
@@ -177,6 +179,9 @@ class Pipeline:
                 (time.perf_counter() - started) * 1000,
                 number,
             )
+        status = response.status_code
+        if self._feedback is not None and status != 429 and status < 500:
+            self._feedback.on_success()
         try:
             return decode_answer(
                 response.status_code,
@@ -187,9 +192,13 @@ class Pipeline:
                 secret=self._token,
             )
         except APIStatusError as error:
-            if error.retry_after is not None and not is_testing():
+            retry_after = None if is_testing() else error.retry_after
+            if retry_after is not None:
                 # Told to wait: every task of this client waits, not only this one.
-                self.pause.pause_for(error.retry_after)
+                self.pause.pause_for(retry_after)
+            if error.status_code == 429 and self._feedback is not None:
+                # The limiter slows down (and a shared one pauses its other processes).
+                await self._feedback.on_throttle(retry_after)
             raise
 
     def _network_error(
