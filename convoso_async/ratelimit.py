@@ -26,8 +26,13 @@ __all__ = [
     "PauseGate",
     "RateLimiter",
     "ThrottleFeedback",
+    "Grant",
     "adaptive_rate",
+    "check_rate_bounds",
+    "decreased_rates",
+    "last_grant",
     "limiter_from_option",
+    "set_last_grant",
 ]
 
 logger = logging.getLogger("convoso_async")
@@ -219,7 +224,7 @@ def decreased_rates(rate: float, recent: float, floor: float) -> tuple[float, fl
     return min(target, max(floor, rate * ADAPTIVE_DECREASE)), target
 
 
-class _Grant(NamedTuple):
+class Grant(NamedTuple):
     """What a task's last ``acquire()`` was: by whom, when, and the growth it earns."""
 
     owner: object
@@ -229,7 +234,17 @@ class _Grant(NamedTuple):
 
 # The grant of the request this task is sending: the feedback hooks run in the
 # same task right after it, so this pairs each answer with its request.
-_last_grant: ContextVar[_Grant | None] = ContextVar("convoso_async_last_grant", default=None)
+_last_grant: ContextVar[Grant | None] = ContextVar("convoso_async_last_grant", default=None)
+
+
+def last_grant() -> Grant | None:
+    """The grant of the request this task is sending, as its limiter noted it (if it did)."""
+    return _last_grant.get()
+
+
+def set_last_grant(grant: Grant | None) -> None:
+    """Note the grant of the request this task is about to send (for the feedback hooks)."""
+    _last_grant.set(grant)
 
 
 class AdaptiveLimiter:
@@ -324,7 +339,7 @@ class AdaptiveLimiter:
                 self._next = ready + interval  # a slightly late wake-up is made up
             else:
                 self._next = now + interval
-            _last_grant.set(_Grant(self, now, interval if waited else 0.0))
+            _last_grant.set(Grant(self, now, interval if waited else 0.0))
             recent = self._recent
             recent.append(now)
             while recent[0] <= now - self.period:
