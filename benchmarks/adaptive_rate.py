@@ -11,6 +11,8 @@ own fresh fake; the fake's own arrival log gives every number:
   5-second window with no 429 and at least 75% of the limit accepted;
 - after convergence: requests accepted from then to the last one, as a
   fraction of what the limit would have allowed in that time;
+- per second after: requests accepted in each whole second after convergence
+  (the lowest is a second spent in a 429's pause): how far the rate swings;
 - worst 1-s window: the most requests (429s included) that arrived within
   any one second;
 - failed: campaigns whose change still failed after the retries.
@@ -33,6 +35,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -201,17 +204,24 @@ def measure(log: list[tuple[float, int]], limit: int) -> dict[str, Any]:
             break
         start += step
     share: float | None = None
+    seconds: list[int] = []
     if converged is not None:
         after = [t for t in accepted if t >= converged]
         span = after[-1] - converged if len(after) > 1 else 0.0
         # n arrivals span n - 1 intervals: count the first as the span's start.
         share = (len(after) - 1) / (span * limit) if span > 0 else None
+        # Accepted per whole second after convergence: how much the rate swings.
+        seconds = [0] * int(span)
+        for t in after:
+            if int(t - converged) < len(seconds):
+                seconds[int(t - converged)] += 1
     return {
         "requests": len(log),
         "throttled": len(throttled),
         "converged": None if converged is None else converged - first,
         "share": share,
         "worst": most_in_window(times, 1.0),
+        "swing": (min(seconds), statistics.median(seconds), max(seconds)) if seconds else None,
         "duration": max(times) - first,
     }
 
@@ -269,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"{numbers['throttled']} ({share_429:.1%})",
                     "-" if numbers["converged"] is None else f"{numbers['converged']:.1f}",
                     "-" if numbers["share"] is None else f"{numbers['share']:.0%}",
+                    "-" if numbers["swing"] is None else "{} / {:g} / {}".format(*numbers["swing"]),
                     numbers["worst"],
                     f"{numbers['duration']:.1f}",
                     failed,
@@ -289,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "429s",
             "converged after s",
             "after convergence, of limit",
+            "per second after (min / median / max)",
             "worst 1-s window",
             "run s",
             "failed",

@@ -254,14 +254,15 @@ class AdaptiveLimiter:
     (never a burst, not even after an idle spell). The rate:
 
     - starts at ``start`` and, until the first 429, doubles every 2 s;
-    - on a 429 drops to 70% of what it was, and pauses every request that
-      waits on it for the ``Retry-After``. A 429 for a request sent before the
-      last drop is old news (it was sent at the old rate) and changes nothing,
-      so a burst of 429s in flight together counts once;
-    - then climbs back, over 5 s, to 95% of the rate that met the 429; holds
-      there for 20 s; then probes upwards, slowly at first, in case the limit
-      was raised (the shape of TCP CUBIC's window, as in the AWS SDKs'
-      "adaptive" retry mode).
+    - on a 429 pauses every request that waits on it for the ``Retry-After``
+      and drops to 70% of what it was (or lower, when fewer requests got
+      through in the last period: see `decreased_rates`). A 429 for a request
+      sent before the last drop is old news (it was sent at the old rate) and
+      changes nothing, so a burst of 429s in flight together counts once;
+    - then climbs back, over 5 s, to 95% of the rate that met the 429 (or of
+      what got through); holds there for 20 s; then probes upwards, slowly at
+      first, in case the limit was raised (the shape of TCP CUBIC's window,
+      as in the AWS SDKs' "adaptive" retry mode).
 
     The rate only grows on answers to requests that queued for their slot:
     a client sending less than it may does not talk itself into a rate it has
