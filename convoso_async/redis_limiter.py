@@ -27,7 +27,8 @@ now + Retry-After" on the Redis clock under ``KEY:pause``; no slot is handed
 out before then, in any process.
 
 In adaptive mode (``rate="auto"``, or ``adaptive=True`` with a start rate) the
-rate itself lives in Redis too (a small hash under ``KEY:adaptive``) and
+rate itself lives in Redis too (a small hash under ``KEY:adaptive``, and the
+last period's grants, a sorted set under ``KEY:grants``) and
 follows the same rules as `~convoso_async.ratelimit.AdaptiveLimiter`: every
 process paces on the one learned rate, each 429 lowers it once (a 429 for a
 request whose slot came before the last drop is old news), and the answers to
@@ -110,7 +111,8 @@ ADAPTIVE_STATE_TTL = 86400
 logger = logging.getLogger("convoso_async")
 
 # Both scripts: KEYS[1] the slot key (the TAT), KEYS[2] the pause key (the
-# end of the current 429 pause), KEYS[3] the adaptive state (a hash). ARGV[1]
+# end of the current 429 pause), KEYS[3] the adaptive state (a hash), KEYS[4]
+# the adaptive mode's grants of the last period (a sorted set). ARGV[1]
 # is 1 in adaptive mode, then: the seed rate and target (for a state Redis does
 # not have), floor, ceiling, period in µs, the state's TTL in ms, and the
 # model's constants (ratelimit.py's, in seconds). Times are Redis server µs:
@@ -139,22 +141,19 @@ local function model(low, target, grown)
   end
   return math.min(ceiling, math.max(floor, rate))
 end
-local low, target, grown, count, before, bucket, dropped
+local low, target, grown, dropped
 if adaptive then
-  local state = redis.call('HMGET', KEYS[3], 'low', 'target', 'grown', 'n', 'before', 'bucket',
-                           'dropped')
+  local state = redis.call('HMGET', KEYS[3], 'low', 'target', 'grown', 'dropped')
   low = tonumber(state[1]) or tonumber(ARGV[2])
   target = tonumber(state[2]) or tonumber(ARGV[3])
   grown = tonumber(state[3]) or 0
-  count = tonumber(state[4]) or 0
-  before = tonumber(state[5]) or 0
-  bucket = tonumber(state[6]) or 0
-  dropped = tonumber(state[7]) or 0
+  dropped = tonumber(state[4]) or 0
+  -- Keep the grants of the last period only: (now - period, now].
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', string.format('%.0f', now - period))
 end
 local function save()
   redis.call('HSET', KEYS[3], 'low', string.format('%.17g', low),
              'target', string.format('%.17g', target), 'grown', string.format('%.17g', grown),
-             'n', count, 'before', before, 'bucket', string.format('%.0f', bucket),
              'dropped', string.format('%.0f', dropped))
   redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
@@ -163,7 +162,9 @@ local pause = tonumber(redis.call('GET', KEYS[2]) or 0)
 
 # acquire(). ARGV[12]: growth earned by this process's answers since its last
 # call, in µs; ARGV[13]: the fixed mode's interval in µs; ARGV[14]: burst - 1.
-# Returns {µs to wait for the reserved slot, the slot's time, the rate, target}.
+# Returns {µs to wait for the reserved slot, when it was reserved, the rate,
+# the target}. The reservation time, not the slot's: a slot reserved before a
+# drop was paced at the old rate even if it comes after the drop.
 _ACQUIRE_SCRIPT = (
     _PRELUDE
     + """
@@ -173,16 +174,9 @@ if adaptive then
   if model(low, target, grown) < ceiling then grown = grown + tonumber(ARGV[12]) / 1e6 end
   rate = model(low, target, grown)
   interval = period / rate
-  -- Grants per period: this bucket's count plus the share of the last one's
-  -- that still falls within one period of now.
-  local current = math.floor(now / period)
-  if current == bucket then
-    count = count + 1
-  else
-    if current == bucket + 1 then before = count else before = 0 end
-    count = 1
-    bucket = current
-  end
+  local stamp = string.format('%.0f', now)
+  redis.call('ZADD', KEYS[4], stamp, stamp)
+  redis.call('PEXPIRE', KEYS[4], string.format('%.0f', math.ceil(period / 1000)))
   save()
 end
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -194,13 +188,13 @@ if wait < 0 then wait = 0 end
 local next_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat),
            'PX', string.format('%.0f', math.ceil((next_tat - now) / 1000)))
-return {string.format('%.0f', wait), string.format('%.0f', now + wait),
+return {string.format('%.0f', wait), string.format('%.0f', now),
         string.format('%.17g', rate), string.format('%.17g', target or 0)}
 """
 )
 
-# on_throttle(). ARGV[12]: Retry-After in µs (-1: none); ARGV[13]: the slot
-# time of the request that met the 429 (-1: unknown); ARGV[14], ARGV[15]: the
+# on_throttle(). ARGV[12]: Retry-After in µs (-1: none); ARGV[13]: when the
+# slot of the request that met the 429 was reserved (-1: unknown); ARGV[14], ARGV[15]: the
 # decrease and target factors. Returns {µs of pause left, the rate before,
 # the rate after, 1 if this 429 lowered the rate}.
 _THROTTLE_SCRIPT = (
@@ -216,16 +210,10 @@ local rate, after, lowered = 0, 0, 0
 if adaptive then
   rate = model(low, target, grown)
   after = rate
-  local slot = tonumber(ARGV[13])
-  if slot < 0 or slot >= dropped then
+  local reserved = tonumber(ARGV[13])
+  if reserved < 0 or reserved >= dropped then
     local decrease, factor = tonumber(ARGV[14]), tonumber(ARGV[15])
-    local current = math.floor(now / period)
-    local recent = 0
-    if current == bucket then
-      recent = count + before * (1 - (now - current * period) / period)
-    elseif current == bucket + 1 then
-      recent = count * (1 - (now - current * period) / period)
-    end
+    local recent = redis.call('ZCARD', KEYS[4])
     local found = math.max(math.min(rate, recent), rate * decrease * decrease)
     target = math.max(floor, found * factor)
     low = math.min(target, math.max(floor, rate * decrease))
@@ -394,7 +382,7 @@ class RedisRateLimiter:
         self.slack = float(slack)
 
         interval_us = max(1, math.ceil(self.period * (1 + self.slack) / self.start * 1e6))
-        self._keys = [key, f"{key}:pause", f"{key}:adaptive"]
+        self._keys = [key, f"{key}:pause", f"{key}:adaptive", f"{key}:grants"]
         self._fixed_args = (interval_us, burst - 1)
         # The shared rate and target as last seen: the seed if Redis lost them.
         self._seen = (self.start, 0.0)
@@ -491,13 +479,14 @@ class RedisRateLimiter:
                         raise error from exc
                 else:
                     self._record_success()
-                    wait_us, slot_us = int(reply[0]), int(reply[1])
+                    wait_us, reserved_us = int(reply[0]), int(reply[1])
                     if self.adaptive:
                         self._observe(float(reply[2]), float(reply[3]))
                         interval_us = self.period * 1e6 / self._seen[0]
-                        set_last_grant(Grant(self, slot_us, interval_us if wait_us > 0 else 0.0))
+                        credit = interval_us if wait_us > 0 else 0.0
+                        set_last_grant(Grant(self, reserved_us, credit))
                     else:
-                        set_last_grant(Grant(self, slot_us, 0.0))
+                        set_last_grant(Grant(self, reserved_us, 0.0))
                     if wait_us > 0:
                         # The slot is reserved at Redis; sleeping with the lock
                         # held keeps this process at one reservation at a time.
@@ -521,9 +510,9 @@ class RedisRateLimiter:
             if fallback is not None:
                 await fallback.on_throttle(retry_after)
             return
-        slot = grant.at if grant is not None and grant.owner is self else -1
+        reserved = grant.at if grant is not None and grant.owner is self else -1
         retry_us = -1.0 if retry_after is None else max(0.0, retry_after) * 1e6
-        args = self._args(retry_us, slot, ADAPTIVE_DECREASE, ADAPTIVE_TARGET)
+        args = self._args(retry_us, reserved, ADAPTIVE_DECREASE, ADAPTIVE_TARGET)
         try:
             binding = self._bind()
             with anyio.fail_after(self.timeout):
