@@ -196,7 +196,7 @@ return {string.format('%.0f', wait), string.format('%.0f', now),
 # on_throttle(). ARGV[12]: Retry-After in µs (-1: none); ARGV[13]: when the
 # slot of the request that met the 429 was reserved (-1: unknown); ARGV[14], ARGV[15]: the
 # decrease and target factors. Returns {µs of pause left, the rate before,
-# the rate after, 1 if this 429 lowered the rate}.
+# the rate after, 1 if this 429 lowered the rate, the target}.
 _THROTTLE_SCRIPT = (
     _PRELUDE
     + """
@@ -227,7 +227,7 @@ end
 local left = pause - now
 if left < 0 then left = 0 end
 return {string.format('%.0f', left), string.format('%.17g', rate),
-        string.format('%.17g', after), lowered}
+        string.format('%.17g', after), lowered, string.format('%.17g', target or 0)}
 """
 )
 
@@ -518,13 +518,18 @@ class RedisRateLimiter:
             with anyio.fail_after(self.timeout):
                 reply = await binding.throttle(keys=self._keys, args=args)
         except (RedisError, OSError, ConfigurationError) as exc:
-            logger.debug("could not share a 429 pause through %s: %r", self._server, exc)
+            logger.debug(
+                "could not share a 429 pause through Redis at %s: %s: %s",
+                self._server,
+                type(exc).__name__,
+                self._scrub(str(exc)),
+            )
             if fallback is not None:
                 await fallback.on_throttle(retry_after)
             return
         if self.adaptive and int(reply[3]):
             before, after = float(reply[1]), float(reply[2])
-            self._seen = (after, after)
+            self._seen = (after, float(reply[4]))
             self._logged = after
             logger.info(
                 "rate limited (429): shared adaptive rate on key %r lowered from %.4g to %.4g "

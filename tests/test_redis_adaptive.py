@@ -193,3 +193,19 @@ async def test_a_429_pauses_other_limiters_on_the_key_on_the_redis_clock(
         started = time.monotonic()
         await other.acquire()
         assert time.monotonic() - started >= 0.9  # a lower bound, never an upper one
+
+
+@pytest.mark.anyio
+async def test_a_redis_that_lost_the_state_is_seeded_with_the_rate_last_seen(
+    redis_server: RedisServer,
+) -> None:
+    key = f"convoso:test:{uuid.uuid4().hex}"
+    async with RedisRateLimiter(redis_server.url, key=key, rate=50, adaptive=True) as limiter:
+        await limiter.acquire()
+        await limiter.on_throttle(None)
+        learned = limiter.rate
+        assert learned < 50
+        async with aioredis.Redis.from_url(redis_server.url) as client:
+            await client.flushall()  # as a restart without persistence would
+        await limiter.acquire()
+        assert limiter.rate == pytest.approx(learned)
