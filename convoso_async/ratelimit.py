@@ -183,6 +183,11 @@ HOLD_SECONDS = 20.0
 #: (CUBIC's convex region): +5% after 3.7 s, twice the target after 10 s, in
 #: case the limit was raised.
 PROBE_SECONDS = 10.0
+#: The deepest one 429 can take the rate to, as a fraction of it: three
+#: ordinary drops at once. The count of requests that got through before a 429
+#: may underestimate the limit (a server counting over a longer window than
+#: the period, a client just back from a pause), so it is trusted only so far.
+DEEPEST_DROP = ADAPTIVE_DECREASE**3
 #: Before its first 429 the rate doubles every SLOW_START_DOUBLING seconds of busy time.
 SLOW_START_DOUBLING = 2.0
 #: A rise is logged each time the rate has grown by this factor since the last line.
@@ -215,11 +220,10 @@ def decreased_rates(rate: float, recent: float, floor: float) -> tuple[float, fl
     ``recent`` is how many requests were granted in the period before the
     429: what the server let through plus one, the best estimate of its limit
     when that is counted per period. The target is the lower of the two
-    estimates (but never below `ADAPTIVE_DECREASE` squared of ``rate``, in
-    case the server counts over a longer window than the period), so a start
-    far too high converges in two or three 429s rather than one per 30%.
+    estimates (but never below `DEEPEST_DROP` of ``rate``), so a start far
+    too high converges in two or three drops rather than one per 30%.
     """
-    found = max(min(rate, recent), rate * ADAPTIVE_DECREASE**2)
+    found = max(min(rate, recent), rate * DEEPEST_DROP)
     target = max(floor, found * ADAPTIVE_TARGET)
     return min(target, max(floor, rate * ADAPTIVE_DECREASE)), target
 

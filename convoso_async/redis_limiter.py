@@ -69,6 +69,7 @@ from convoso_async.errors import ConfigurationError, ConvosoError
 from convoso_async.ratelimit import (
     ADAPTIVE_DECREASE,
     ADAPTIVE_TARGET,
+    DEEPEST_DROP,
     HOLD_SECONDS,
     LOG_RISE_FACTOR,
     PROBE_SECONDS,
@@ -194,9 +195,10 @@ return {string.format('%.0f', wait), string.format('%.0f', now),
 )
 
 # on_throttle(). ARGV[12]: Retry-After in µs (-1: none); ARGV[13]: when the
-# slot of the request that met the 429 was reserved (-1: unknown); ARGV[14], ARGV[15]: the
-# decrease and target factors. Returns {µs of pause left, the rate before,
-# the rate after, 1 if this 429 lowered the rate, the target}.
+# slot of the request that met the 429 was reserved (-1: unknown); ARGV[14],
+# ARGV[15], ARGV[16]: the decrease and target factors and the deepest drop.
+# Returns {µs of pause left, the rate before, the rate after, 1 if this 429
+# lowered the rate, the target}.
 _THROTTLE_SCRIPT = (
     _PRELUDE
     + """
@@ -214,7 +216,7 @@ if adaptive then
   if reserved < 0 or reserved >= dropped then
     local decrease, factor = tonumber(ARGV[14]), tonumber(ARGV[15])
     local recent = redis.call('ZCARD', KEYS[4])
-    local found = math.max(math.min(rate, recent), rate * decrease * decrease)
+    local found = math.max(math.min(rate, recent), rate * tonumber(ARGV[16]))
     target = math.max(floor, found * factor)
     low = math.min(target, math.max(floor, rate * decrease))
     grown = 0
@@ -512,7 +514,7 @@ class RedisRateLimiter:
             return
         reserved = grant.at if grant is not None and grant.owner is self else -1
         retry_us = -1.0 if retry_after is None else max(0.0, retry_after) * 1e6
-        args = self._args(retry_us, reserved, ADAPTIVE_DECREASE, ADAPTIVE_TARGET)
+        args = self._args(retry_us, reserved, ADAPTIVE_DECREASE, ADAPTIVE_TARGET, DEEPEST_DROP)
         try:
             binding = self._bind()
             with anyio.fail_after(self.timeout):

@@ -20,6 +20,7 @@ from convoso_async import AdaptiveLimiter, AsyncConvoso, ConfigurationError
 from convoso_async.ratelimit import (
     ADAPTIVE_DECREASE,
     ADAPTIVE_TARGET,
+    DEEPEST_DROP,
     HOLD_SECONDS,
     RECOVERY_SECONDS,
     SLOW_START_DOUBLING,
@@ -54,9 +55,9 @@ def test_after_a_drop_the_rate_climbs_to_the_target_holds_then_probes() -> None:
 
 def test_a_drop_recovers_towards_what_got_through_when_that_is_less() -> None:
     # Met a 429 at 200/s when only 41 went through in the last second: aim for ~41,
-    # but never below DECREASE**2 of the rate (the server may count over a longer window).
+    # but never below DEEPEST_DROP of the rate (the server may count over a longer window).
     low, target = decreased_rates(200.0, 41.0, floor=1.0)
-    assert target == pytest.approx(200 * ADAPTIVE_DECREASE**2 * ADAPTIVE_TARGET)
+    assert target == pytest.approx(200 * DEEPEST_DROP * ADAPTIVE_TARGET)
     low, target = decreased_rates(60.0, 41.0, floor=1.0)
     assert target == pytest.approx(41 * ADAPTIVE_TARGET)
     assert low == target
