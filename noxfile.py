@@ -50,6 +50,7 @@ def bench(session: nox.Session) -> None:
     for script in ("bulk_throughput", "rate_accuracy", "decode"):
         session.run("python", f"benchmarks/{script}.py", *session.posargs)
     session.run("python", "benchmarks/redis_limiter.py")
+    session.run("python", "benchmarks/adaptive_rate.py")
 
 
 @nox.session(python=PYTHON)

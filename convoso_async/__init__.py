@@ -32,7 +32,7 @@ from .errors import (
     ServerError,
 )
 from .models import Campaign, CampaignStatus, LastCallDate
-from .ratelimit import Limiter, RateLimiter
+from .ratelimit import AdaptiveLimiter, Limiter, RateLimiter
 from .retry import set_testing
 from .schedule import Schedule, ScheduleError
 
@@ -43,6 +43,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveLimiter",
     "AsyncConvoso",
     "AuthenticationError",
     "BatchError",

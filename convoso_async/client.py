@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -50,9 +50,11 @@ class AsyncConvoso:
         max_retries: retries after the first attempt (0 disables retrying).
         max_concurrency: status requests in flight at once in bulk work; the
             client's own connection pool is this size.
-        rate_limit: ``None`` (no pacing), requests per second, or a limiter
-            object with ``async acquire()`` (e.g. `RedisRateLimiter`), shared
-            by every request of the client, retries included.
+        rate_limit: ``None`` (no pacing), requests per second, ``"auto"``
+            (an `AdaptiveLimiter`: starts at 10/s and finds the account's
+            limit from the 429s it meets), or a limiter object with ``async
+            acquire()`` (e.g. `RedisRateLimiter`), shared by every request of
+            the client, retries included.
         http_client: your own ``httpx.AsyncClient``, used as given and never closed.
         retry_budget: ``True`` (default: a `RetryBudget` of 50 retries, each
             success giving back half of one), your own `RetryBudget`, or
@@ -80,7 +82,7 @@ class AsyncConvoso:
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        rate_limit: float | RateLimiter | None = None,
+        rate_limit: float | Literal["auto"] | RateLimiter | None = None,
         http_client: httpx.AsyncClient | None = None,
         retry_budget: RetryBudget | bool = True,
         circuit_breaker: CircuitBreaker | bool = True,
@@ -157,7 +159,7 @@ class AsyncConvoso:
         timeout: float | None = None,
         max_retries: int | None = None,
         max_concurrency: int | None = None,
-        rate_limit: float | RateLimiter | None = None,
+        rate_limit: float | Literal["auto"] | RateLimiter | None = None,
     ) -> AsyncConvoso:
         """A copy with some options changed, sharing this client's pool, limiter, pause,
         retry budget and circuit breaker.

@@ -68,3 +68,11 @@ BREAKER_COOLDOWN = 5.0
 #: The largest answer read, in bytes, as sent and once decompressed; larger ends in
 #: ResponseDecodeError. A 100,000-campaign search answer is about 14 MB.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: ``rate_limit="auto"``: the rate it starts from (requests per second). Convoso
+#: publishes no limit; 10/s is polite for any account and the adaptive limiter
+#: doubles it every couple of seconds until the first 429 says where the limit is.
+AUTO_RATE_START = 10.0
+
+#: ``rate_limit="auto"``: the slowest and fastest it will ever pace (requests per second).
+AUTO_RATE_FLOOR = 0.5
+AUTO_RATE_CEILING = 1000.0

@@ -21,6 +21,21 @@ The caller sleeps that long and goes. So:
   (its other tasks queue locally), so a cancellation wastes at most one
   interval per process.
 
+A 429 seen by any process pauses them all: the client tells the limiter
+(`~convoso_async.ratelimit.ThrottleFeedback`), which writes "paused until
+now + Retry-After" on the Redis clock under ``KEY:pause``; no slot is handed
+out before then, in any process.
+
+In adaptive mode (``rate="auto"``, or ``adaptive=True`` with a start rate) the
+rate itself lives in Redis too (a small hash under ``KEY:adaptive``, and the
+last period's grants, a sorted set under ``KEY:grants``) and
+follows the same rules as `~convoso_async.ratelimit.AdaptiveLimiter`: every
+process paces on the one learned rate, each 429 lowers it once (a 429 for a
+request whose slot came before the last drop is old news), and the answers to
+requests that queued for their slot make it grow. So N workers together find
+the account's limit, not each 1/N of a guess. Redis computes everything on its
+own clock, in the same two scripts.
+
 Redis is reached through ``redis.asyncio``, which runs on asyncio only.
 """
 
@@ -32,6 +47,7 @@ import math
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
@@ -48,10 +64,27 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "RedisRateLimiter needs the redis package: pip install 'convoso-async[redis]'"
     ) from exc
 
+from convoso_async.defaults import AUTO_RATE_CEILING, AUTO_RATE_FLOOR, AUTO_RATE_START
 from convoso_async.errors import ConfigurationError, ConvosoError
-from convoso_async.ratelimit import RateLimiter
+from convoso_async.ratelimit import (
+    ADAPTIVE_DECREASE,
+    ADAPTIVE_TARGET,
+    DEEPEST_DROP,
+    HOLD_SECONDS,
+    LOG_RISE_FACTOR,
+    PROBE_SECONDS,
+    RECOVERY_SECONDS,
+    SLOW_START_DOUBLING,
+    Grant,
+    RateLimiter,
+    ThrottleFeedback,
+    check_rate_bounds,
+    last_grant,
+    set_last_grant,
+)
 
 __all__ = [
+    "ADAPTIVE_STATE_TTL",
     "DEFAULT_KEY",
     "DEFAULT_RETRY_INTERVAL",
     "DEFAULT_SLACK",
@@ -73,28 +106,132 @@ DEFAULT_RETRY_INTERVAL = 5.0
 #: so the in-process limiter's 1% (10 ms at 1 s) was exceeded in about one
 #: run in three; 3% (30 ms) costs 3% of the rate.
 DEFAULT_SLACK = 0.03
+#: Seconds an adaptive key's learned rate is kept in Redis after its last use.
+ADAPTIVE_STATE_TTL = 86400
 
 logger = logging.getLogger("convoso_async")
 
-# KEYS[1]: the key. ARGV[1]: emission interval in µs. ARGV[2]: tolerance in
-# µs, (burst - 1) intervals. Returns the µs to wait for the reserved slot.
-# Times are Redis server µs: Lua numbers are doubles, exact up to 2**53 µs
-# (year 2255). string.format keeps integers out of Lua's 14-digit %g form.
-_GCRA_SCRIPT = """
+# Both scripts: KEYS[1] the slot key (the TAT), KEYS[2] the pause key (the
+# end of the current 429 pause), KEYS[3] the adaptive state (a hash), KEYS[4]
+# the adaptive mode's grants of the last period (a sorted set). ARGV[1]
+# is 1 in adaptive mode, then: the seed rate and target (for a state Redis does
+# not have), floor, ceiling, period in µs, the state's TTL in ms, and the
+# model's constants (ratelimit.py's, in seconds). Times are Redis server µs:
+# Lua numbers are doubles, exact up to 2**53 µs (year 2255). string.format
+# keeps numbers out of Lua's 14-digit %g form; replies are strings, since
+# Redis would truncate a Lua float to an integer.
+_PRELUDE = """
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
+local adaptive = ARGV[1] == '1'
+local floor, ceiling = tonumber(ARGV[4]), tonumber(ARGV[5])
+local period = tonumber(ARGV[6])
+local recovery, hold, probe = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local doubling = tonumber(ARGV[11])
+local function model(low, target, grown)
+  local rate
+  if target <= 0 then
+    rate = low * 2 ^ math.min(grown / doubling, 64)
+  elseif grown < recovery then
+    rate = target - (target - low) * (1 - grown / recovery) ^ 3
+  elseif grown - recovery - hold <= 0 then
+    rate = target
+  else
+    rate = target * (1 + math.min((grown - recovery - hold) / probe, 1000) ^ 3)
+  end
+  return math.min(ceiling, math.max(floor, rate))
+end
+local low, target, grown, dropped
+if adaptive then
+  local state = redis.call('HMGET', KEYS[3], 'low', 'target', 'grown', 'dropped')
+  low = tonumber(state[1]) or tonumber(ARGV[2])
+  target = tonumber(state[2]) or tonumber(ARGV[3])
+  grown = tonumber(state[3]) or 0
+  dropped = tonumber(state[4]) or 0
+  -- Keep the grants of the last period only: (now - period, now].
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', string.format('%.0f', now - period))
+end
+local function save()
+  redis.call('HSET', KEYS[3], 'low', string.format('%.17g', low),
+             'target', string.format('%.17g', target), 'grown', string.format('%.17g', grown),
+             'dropped', string.format('%.0f', dropped))
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
+local pause = tonumber(redis.call('GET', KEYS[2]) or 0)
+"""
+
+# acquire(). ARGV[12]: growth earned by this process's answers since its last
+# call, in µs; ARGV[13]: the fixed mode's interval in µs; ARGV[14]: burst - 1.
+# Returns {µs to wait for the reserved slot, when it was reserved, the rate,
+# the target}. The reservation time, not the slot's: a slot reserved before a
+# drop was paced at the old rate even if it comes after the drop.
+_ACQUIRE_SCRIPT = (
+    _PRELUDE
+    + """
+local interval = tonumber(ARGV[13])
+local rate = 0
+if adaptive then
+  if model(low, target, grown) < ceiling then grown = grown + tonumber(ARGV[12]) / 1e6 end
+  rate = model(low, target, grown)
+  interval = period / rate
+  local stamp = string.format('%.0f', now)
+  redis.call('ZADD', KEYS[4], stamp, stamp)
+  redis.call('PEXPIRE', KEYS[4], string.format('%.0f', math.ceil(period / 1000)))
+  save()
+end
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local wait = tat - tolerance - now
+if tat < pause then tat = pause end
+local wait = tat - tonumber(ARGV[14]) * interval - now
+if wait < pause - now then wait = pause - now end
 if wait < 0 then wait = 0 end
 local next_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat),
            'PX', string.format('%.0f', math.ceil((next_tat - now) / 1000)))
-return wait
+return {string.format('%.0f', wait), string.format('%.0f', now),
+        string.format('%.17g', rate), string.format('%.17g', target or 0)}
 """
+)
+
+# on_throttle(). ARGV[12]: Retry-After in µs (-1: none); ARGV[13]: when the
+# slot of the request that met the 429 was reserved (-1: unknown); ARGV[14],
+# ARGV[15], ARGV[16]: the decrease and target factors and the deepest drop.
+# Returns {µs of pause left, the rate before, the rate after, 1 if this 429
+# lowered the rate, the target}.
+_THROTTLE_SCRIPT = (
+    _PRELUDE
+    + """
+local retry = tonumber(ARGV[12])
+if retry >= 0 and now + retry > pause then
+  pause = now + retry
+  redis.call('SET', KEYS[2], string.format('%.0f', pause),
+             'PX', string.format('%.0f', math.ceil(retry / 1000) + 1))
+end
+local rate, after, lowered = 0, 0, 0
+if adaptive then
+  rate = model(low, target, grown)
+  after = rate
+  local reserved = tonumber(ARGV[13])
+  if reserved < 0 or reserved >= dropped then
+    local decrease, factor = tonumber(ARGV[14]), tonumber(ARGV[15])
+    local recent = redis.call('ZCARD', KEYS[4])
+    local found = math.max(math.min(rate, recent), rate * tonumber(ARGV[16]))
+    target = math.max(floor, found * factor)
+    low = math.min(target, math.max(floor, rate * decrease))
+    grown = 0
+    dropped = now
+    save()
+    after = model(low, target, grown)
+    lowered = 1
+  end
+end
+local left = pause - now
+if left < 0 then left = 0 end
+return {string.format('%.0f', left), string.format('%.17g', rate),
+        string.format('%.17g', after), lowered, string.format('%.17g', target or 0)}
+"""
+)
 
 
 class RateLimiterUnavailableError(ConvosoError):
@@ -119,6 +256,7 @@ class _LoopBinding:
     loop: asyncio.AbstractEventLoop
     lock: asyncio.Lock
     script: AsyncScript
+    throttle: AsyncScript
 
 
 class RedisRateLimiter:
@@ -158,7 +296,28 @@ class RedisRateLimiter:
         slack: how much longer than ``period`` each window is taken to be, as
             a fraction: requests that leave up to ``slack * period`` after
             their slot still don't crowd a window. An event loop that lags
-            longer than that (CPU-bound work on it) can defeat it.
+            longer than that (CPU-bound work on it) can defeat it. (Not used
+            in adaptive mode, which learns its margin from the 429s.)
+        adaptive: learn the rate from the 429s every process meets, starting
+            at ``rate`` (``rate="auto"`` does this from 10/s). The rules are
+            `~convoso_async.AdaptiveLimiter`'s; the learned rate is shared.
+        floor, ceiling: in adaptive mode, the slowest and fastest pace
+            (defaults 0.5/s and 1000/s).
+
+    Adaptive, four workers finding the account's limit together::
+
+        limiter = RedisRateLimiter("redis://localhost:6379/0", key="convoso:acme", rate="auto")
+        limiter.rate   # the shared rate as this process last saw it
+
+    Whatever the mode, a 429 that any process meets pauses every process on
+    the key until its ``Retry-After`` (on the Redis server's clock).
+
+    While Redis is unreachable each process paces with ``fallback`` (give an
+    `~convoso_async.AdaptiveLimiter` to keep adapting locally, say
+    ``AdaptiveLimiter(start=rate / workers)``) and 429s pause only the process
+    that met them. The shared state stays in Redis as it was; if Redis lost
+    it (a restart without persistence), the first process to reach it again
+    seeds it with the rate it saw last, not with the start rate.
 
     ``acquire()`` must run on asyncio (``redis.asyncio`` is asyncio-only); on
     trio it raises `~convoso_async.errors.ConfigurationError`.
@@ -169,15 +328,32 @@ class RedisRateLimiter:
         redis: aioredis.Redis | str,
         *,
         key: str = DEFAULT_KEY,
-        rate: float,
+        rate: float | Literal["auto"],
         period: float = 1.0,
         burst: int = 1,
         timeout: float = DEFAULT_TIMEOUT,
         fallback: RateLimiter | None = None,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
         slack: float = DEFAULT_SLACK,
+        adaptive: bool = False,
+        floor: float | None = None,
+        ceiling: float | None = None,
     ) -> None:
+        if rate == "auto":
+            adaptive, rate = True, AUTO_RATE_START
+        if not isinstance(adaptive, bool):
+            raise TypeError(f"adaptive must be True or False, not {type(adaptive).__name__}")
         _check_positive("rate", rate, "a number of requests")
+        if adaptive:
+            if burst != 1:
+                raise ValueError("an adaptive limiter never bursts: leave burst at 1")
+            rate, floor, ceiling = check_rate_bounds(
+                rate,
+                min(AUTO_RATE_FLOOR, rate) if floor is None else floor,
+                max(AUTO_RATE_CEILING, rate) if ceiling is None else ceiling,
+            )
+        elif floor is not None or ceiling is not None:
+            raise ValueError("floor and ceiling apply to an adaptive limiter: pass adaptive=True")
         _check_positive("period", period, "a number of seconds")
         _check_positive("timeout", timeout, "a number of seconds")
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
@@ -196,7 +372,10 @@ class RedisRateLimiter:
         if isinstance(slack, bool) or not isinstance(slack, (int, float)) or not 0 <= slack < 1:
             raise ValueError(f"slack must be a fraction of the period in [0, 1), not {slack!r}")
         self.key = key
-        self.rate = float(rate)
+        self.adaptive = adaptive
+        self.start = float(rate)
+        self.floor = float(floor) if floor is not None else None
+        self.ceiling = float(ceiling) if ceiling is not None else None
         self.period = float(period)
         self.burst = burst
         self.timeout = float(timeout)
@@ -204,8 +383,14 @@ class RedisRateLimiter:
         self.retry_interval = float(retry_interval)
         self.slack = float(slack)
 
-        interval_us = max(1, math.ceil(self.period * (1 + self.slack) / self.rate * 1e6))
-        self._script_args = (interval_us, (burst - 1) * interval_us)
+        interval_us = max(1, math.ceil(self.period * (1 + self.slack) / self.start * 1e6))
+        self._keys = [key, f"{key}:pause", f"{key}:adaptive", f"{key}:grants"]
+        self._fixed_args = (interval_us, burst - 1)
+        # The shared rate and target as last seen: the seed if Redis lost them.
+        self._seen = (self.start, 0.0)
+        self._logged = self.start
+        # Growth earned by answers since the last acquire, in µs, sent with the next.
+        self._credit_us = 0.0
 
         self._url: str | None
         if isinstance(redis, str):
@@ -233,13 +418,38 @@ class RedisRateLimiter:
         self._retry_at = -math.inf
 
     def __repr__(self) -> str:
-        text = (
-            f"RedisRateLimiter({self._server!r}, key={self.key!r}, rate={self.rate:g}, "
-            f"period={self.period:g}, burst={self.burst}"
-        )
+        text = f"RedisRateLimiter({self._server!r}, key={self.key!r}, rate={self.rate:.4g}"
+        if self.adaptive:
+            text += f", adaptive=True, start={self.start:g}, floor={self.floor:g}"
+            text += f", ceiling={self.ceiling:g}"
+        text += f", period={self.period:g}, burst={self.burst}"
         if self.fallback is not None:
             text += f", fallback={self.fallback!r}"
         return text + ")"
+
+    @property
+    def rate(self) -> float:
+        """Requests per ``period``: the configured rate, or the shared adaptive rate last seen."""
+        return self._seen[0]
+
+    def _args(self, *extra: float) -> list[float | int | str]:
+        floor = self.floor or 0.0
+        ceiling = self.ceiling or 0.0
+        target = self._seen[1]
+        return [
+            1 if self.adaptive else 0,
+            f"{self._seen[0]!r}",
+            f"{target!r}",
+            f"{floor!r}",
+            f"{ceiling!r}",
+            f"{self.period * 1e6!r}",
+            ADAPTIVE_STATE_TTL * 1000,
+            RECOVERY_SECONDS,
+            HOLD_SECONDS,
+            PROBE_SECONDS,
+            SLOW_START_DOUBLING,
+            *(f"{value!r}" for value in extra),
+        ]
 
     async def acquire(self) -> None:
         """Wait for this process's next slot within the shared rate, then claim it.
@@ -251,6 +461,7 @@ class RedisRateLimiter:
         """
         binding = self._bind()
         failures_seen = self._failures
+        set_last_grant(None)
         async with binding.lock:
             if self._down and self.fallback is not None and time.monotonic() < self._retry_at:
                 pass  # Redis was unreachable moments ago: don't stall every call on it.
@@ -259,22 +470,98 @@ class RedisRateLimiter:
                 # rather than make each queued caller wait out its own timeout.
                 raise self._error(self._last_error)
             else:
+                credit, self._credit_us = self._credit_us, 0.0
+                args = self._args(credit, *self._fixed_args)
                 try:
                     with anyio.fail_after(self.timeout):
-                        wait_us = await binding.script(keys=[self.key], args=self._script_args)
+                        reply = await binding.script(keys=self._keys, args=args)
                 except (RedisError, OSError) as exc:
                     error = self._record_failure(exc)
                     if self.fallback is None:
                         raise error from exc
                 else:
                     self._record_success()
+                    wait_us, reserved_us = int(reply[0]), int(reply[1])
+                    if self.adaptive:
+                        self._observe(float(reply[2]), float(reply[3]))
+                        interval_us = self.period * 1e6 / self._seen[0]
+                        credit = interval_us if wait_us > 0 else 0.0
+                        set_last_grant(Grant(self, reserved_us, credit))
+                    else:
+                        set_last_grant(Grant(self, reserved_us, 0.0))
                     if wait_us > 0:
                         # The slot is reserved at Redis; sleeping with the lock
                         # held keeps this process at one reservation at a time.
-                        await anyio.sleep(int(wait_us) / 1e6)
+                        await anyio.sleep(wait_us / 1e6)
                     return
         assert self.fallback is not None  # every other path returned or raised
         await self.fallback.acquire()
+
+    async def on_throttle(self, retry_after: float | None) -> None:
+        """A request was answered 429: pause every process on the key, and lower the rate.
+
+        Never raises: if Redis does not answer, the 429 is passed to the
+        fallback (when it listens) and only this process pauses.
+        """
+        grant = last_grant()
+        fallback = self.fallback if isinstance(self.fallback, ThrottleFeedback) else None
+        if self.fallback is not None and (
+            (grant is not None and grant.owner is self.fallback)
+            or (self._down and time.monotonic() < self._retry_at)
+        ):
+            if fallback is not None:
+                await fallback.on_throttle(retry_after)
+            return
+        reserved = grant.at if grant is not None and grant.owner is self else -1
+        retry_us = -1.0 if retry_after is None else max(0.0, retry_after) * 1e6
+        args = self._args(retry_us, reserved, ADAPTIVE_DECREASE, ADAPTIVE_TARGET, DEEPEST_DROP)
+        try:
+            binding = self._bind()
+            with anyio.fail_after(self.timeout):
+                reply = await binding.throttle(keys=self._keys, args=args)
+        except (RedisError, OSError, ConfigurationError) as exc:
+            logger.debug(
+                "could not share a 429 pause through Redis at %s: %s: %s",
+                self._server,
+                type(exc).__name__,
+                self._scrub(str(exc)),
+            )
+            if fallback is not None:
+                await fallback.on_throttle(retry_after)
+            return
+        if self.adaptive and int(reply[3]):
+            before, after = float(reply[1]), float(reply[2])
+            self._seen = (after, float(reply[4]))
+            self._logged = after
+            logger.info(
+                "rate limited (429): shared adaptive rate on key %r lowered from %.4g to %.4g "
+                "requests per %gs",
+                self.key,
+                before,
+                after,
+                self.period,
+            )
+
+    def on_success(self) -> None:
+        """A request was answered without a 429: the shared rate may grow (on the next acquire)."""
+        grant = last_grant()
+        if grant is None:
+            return
+        if grant.owner is self:
+            self._credit_us += grant.credit
+        elif grant.owner is self.fallback and isinstance(self.fallback, ThrottleFeedback):
+            self.fallback.on_success()
+
+    def _observe(self, rate: float, target: float) -> None:
+        self._seen = (rate, target)
+        if not 1 / LOG_RISE_FACTOR < rate / self._logged < LOG_RISE_FACTOR:
+            logger.info(
+                "shared adaptive rate on key %r is now %.4g requests per %gs",
+                self.key,
+                rate,
+                self.period,
+            )
+            self._logged = rate
 
     async def aclose(self) -> None:
         """Close the Redis connections, if this limiter opened them (from a URL)."""
@@ -331,8 +618,12 @@ class RedisRateLimiter:
                 # asyncio.run(), a test per loop): open fresh ones. The old
                 # loop is usually closed, and its connections with it.
                 self._client = self._connect()
-            script = self._client.register_script(_GCRA_SCRIPT)
-            binding = self._binding = _LoopBinding(loop, asyncio.Lock(), script)
+            binding = self._binding = _LoopBinding(
+                loop,
+                asyncio.Lock(),
+                self._client.register_script(_ACQUIRE_SCRIPT),
+                self._client.register_script(_THROTTLE_SCRIPT),
+            )
         return binding
 
     def _record_failure(self, exc: BaseException) -> RateLimiterUnavailableError:

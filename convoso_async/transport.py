@@ -37,7 +37,7 @@ from .errors import (
     ServerError,
 )
 from .log import logger
-from .ratelimit import PauseGate, RateLimiter
+from .ratelimit import PauseGate, RateLimiter, ThrottleFeedback
 from .retry import RetryPolicy, is_testing, parse_retry_after
 
 __all__ = ["AttemptCounter", "Pipeline", "decode_answer"]
@@ -112,6 +112,8 @@ class Pipeline:
         self.limiter = limiter
         self.pause = pause
         self.guard = guard  # the client-wide retry budget and circuit breaker
+        # An adaptive or shared limiter hears how each answer went.
+        self._feedback = limiter if isinstance(limiter, ThrottleFeedback) else None
 
     def __repr__(self) -> str:
         return f"Pipeline(base_url={self.base_url!r}, limiter={self.limiter!r})"
@@ -205,6 +207,9 @@ class Pipeline:
                 (time.perf_counter() - started) * 1000,
                 number,
             )
+        status = response.status_code
+        if self._feedback is not None and status != 429 and status < 500:
+            self._feedback.on_success()
         try:
             return decode_answer(
                 response.status_code,
@@ -215,9 +220,13 @@ class Pipeline:
                 secret=self._token,
             )
         except APIStatusError as error:
-            if error.retry_after is not None and not is_testing():
+            retry_after = None if is_testing() else error.retry_after
+            if retry_after is not None:
                 # Told to wait: every task of this client waits, not only this one.
-                self.pause.pause_for(error.retry_after)
+                self.pause.pause_for(retry_after)
+            if error.status_code == 429 and self._feedback is not None:
+                # The limiter slows down (and a shared one pauses its other processes).
+                await self._feedback.on_throttle(retry_after)
             raise
 
     def _network_error(
