@@ -28,6 +28,7 @@ from .errors import (
     NotSentError,
     PermissionDeniedError,
     RateLimitError,
+    RateLimiterUnavailableError,
     ResponseDecodeError,
     ServerError,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "NotSentError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiterUnavailableError",
     "RateLimiter",
     "ResponseDecodeError",
     "RetryBudget",

@@ -14,12 +14,13 @@
      ├─ APIConnectionError          network failure after retries
      │   └─ APITimeoutError
      ├─ ResponseDecodeError         body is not JSON or not the documented shape
+     ├─ NotSentError                never sent: `.reason` says why (deadline, interrupted)
+     │   └─ CircuitOpenError         the circuit breaker is open: Convoso looks down
      ├─ RateLimiterUnavailableError the shared (Redis) limiter did not answer in time
      └─ BatchError                  raised by `BatchResult.raise_for_failures()`
 
-`ScheduleError` lives in `convoso_async.schedule` and
-`RateLimiterUnavailableError` in `convoso_async.redis_limiter` (the optional
-``redis`` extra), beside the code that raises them.
+`ScheduleError` lives in `convoso_async.schedule`, beside the code that raises
+it; every name here is importable from `convoso_async`.
 
 No message ever carries the auth token: messages are built only from the
 campaign id, the API path, the status code and Convoso's own error text.
@@ -281,3 +282,18 @@ class BatchError(ConvosoError):
         if len(self.failures) > len(shown):
             lines.append(f"  ... and {len(self.failures) - len(shown)} more")
         super().__init__("\n".join(lines))
+
+
+class RateLimiterUnavailableError(ConvosoError):
+    """The shared rate limiter's Redis did not answer in time (or failed); nothing was sent.
+
+    Attributes:
+        key: the Redis key of the limiter.
+        server: where Redis was expected, with any password replaced by ``***``.
+    """
+
+    def __init__(self, message: str, *, key: str = "", server: str = "") -> None:
+        self.message = message
+        self.key = key
+        self.server = server
+        super().__init__(message)

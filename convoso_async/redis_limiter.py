@@ -65,7 +65,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from convoso_async.defaults import AUTO_RATE_CEILING, AUTO_RATE_FLOOR, AUTO_RATE_START
-from convoso_async.errors import ConfigurationError, ConvosoError
+from convoso_async.errors import ConfigurationError, RateLimiterUnavailableError
 from convoso_async.ratelimit import (
     ADAPTIVE_DECREASE,
     ADAPTIVE_TARGET,
@@ -232,21 +232,6 @@ return {string.format('%.0f', left), string.format('%.17g', rate),
         string.format('%.17g', after), lowered, string.format('%.17g', target or 0)}
 """
 )
-
-
-class RateLimiterUnavailableError(ConvosoError):
-    """The shared rate limiter's Redis did not answer in time (or failed); nothing was sent.
-
-    Attributes:
-        key: the Redis key of the limiter.
-        server: where Redis was expected, with any password replaced by ``***``.
-    """
-
-    def __init__(self, message: str, *, key: str = "", server: str = "") -> None:
-        self.message = message
-        self.key = key
-        self.server = server
-        super().__init__(message)
 
 
 @dataclass
