@@ -9,9 +9,9 @@ the tables show medians over rounds and ratios from this one run.
 Contenders:
 
 - ``default``: ``AsyncConvoso.set_status_many`` with the client's own transport
-  (``convoso_async.aiohttp_transport``: aiohttp's pool, sized ``max_concurrency``,
+  (``convoso_async._http.aiohttp_transport``: aiohttp's pool, sized ``max_concurrency``,
   sending the exact headers httpx would and decoding with httpx's decoders,
-  without the ``httpx.AsyncClient`` layer; see ``convoso_async/connections.py``);
+  without the ``httpx.AsyncClient`` layer; see ``convoso_async/_http/pool.py``);
 - ``stock``: the same with ``http_client=httpx.AsyncClient(limits=...)``, httpx's
   own transport;
 - ``aiohttp``: raw ``aiohttp.ClientSession`` with an ``asyncio.Semaphore``;

@@ -32,9 +32,9 @@ from typing import Any
 import httpx
 from _common import fmt_ratio, median, print_table, rotations, verdict
 
-from convoso_async.models import Campaign, structure
+from convoso_async._http.pipeline import decode_answer
+from convoso_async._models import Campaign, structure
 from convoso_async.testing import generated_campaigns
-from convoso_async.transport import decode_answer
 
 SEARCH_PATH = "/campaigns/search"
 #: The client's path may take at most this many times ``json.loads`` alone.

@@ -44,8 +44,9 @@ from pathlib import Path
 import anyio
 from _common import TOKEN, print_table, serve
 
-from convoso_async import AsyncConvoso, BatchResult, ConvosoError, bulk
-from convoso_async.defaults import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from convoso_async import AsyncConvoso, BatchResult, ConvosoError
+from convoso_async._bulk import executor as bulk
+from convoso_async._defaults import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from convoso_async.testing import FakeConvoso, Fault
 
 FIRST_ID = 1001

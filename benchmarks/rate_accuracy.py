@@ -35,7 +35,7 @@ from pathlib import Path
 from _common import BENCH_DIR, TOKEN, median, print_table, rotations, serve, verdict
 
 from convoso_async import AsyncConvoso
-from convoso_async.ratelimit import RateLimiter
+from convoso_async._pacing.ratelimit import RateLimiter
 from convoso_async.testing import most_in_window
 
 FIRST_ID = 1001

@@ -10,10 +10,9 @@ Works on asyncio and trio. See the README for retries, rate limits, bulk
 changes, the fake server (`convoso_async.testing`) and the ``convoso`` CLI.
 """
 
-from .breaker import CircuitBreaker, RetryBudget
-from .changes import BatchProgress, BatchResult, StatusOutcome
-from .client import AsyncConvoso
-from .errors import (
+from ._bulk.changes import BatchProgress, BatchResult, StatusOutcome
+from ._client import AsyncConvoso
+from ._errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -32,9 +31,10 @@ from .errors import (
     ResponseDecodeError,
     ServerError,
 )
-from .models import Campaign, CampaignStatus, LastCallDate
-from .ratelimit import AdaptiveLimiter, Limiter, RateLimiter
-from .retry import set_testing
+from ._models import Campaign, CampaignStatus, LastCallDate
+from ._pacing.breaker import CircuitBreaker, RetryBudget
+from ._pacing.ratelimit import AdaptiveLimiter, Limiter, RateLimiter
+from ._pacing.retry import set_testing
 from .schedule import Schedule, ScheduleError
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """One rate limit shared by every process that reaches the same Redis.
 
-The in-process `~convoso_async.ratelimit.Limiter` paces one process. A web
+The in-process `~convoso_async._pacing.ratelimit.Limiter` paces one process. A web
 backend with several workers, or a few scripts run side by side, need one
 budget for the whole account: `RedisRateLimiter` keeps it in Redis.
 
@@ -22,14 +22,14 @@ The caller sleeps that long and goes. So:
   interval per process.
 
 A 429 seen by any process pauses them all: the client tells the limiter
-(`~convoso_async.ratelimit.ThrottleFeedback`), which writes "paused until
+(`~convoso_async._pacing.ratelimit.ThrottleFeedback`), which writes "paused until
 now + Retry-After" on the Redis clock under ``KEY:pause``; no slot is handed
 out before then, in any process.
 
 In adaptive mode (``rate="auto"``, or ``adaptive=True`` with a start rate) the
 rate itself lives in Redis too (a small hash under ``KEY:adaptive``, and the
 last period's grants, a sorted set under ``KEY:grants``) and
-follows the same rules as `~convoso_async.ratelimit.AdaptiveLimiter`: every
+follows the same rules as `~convoso_async._pacing.ratelimit.AdaptiveLimiter`: every
 process paces on the one learned rate, each 429 lowers it once (a 429 for a
 request whose slot came before the last drop is old news), and the answers to
 requests that queued for their slot make it grow. So N workers together find
@@ -64,9 +64,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "RedisRateLimiter needs the redis package: pip install 'convoso-async[redis]'"
     ) from exc
 
-from convoso_async.defaults import AUTO_RATE_CEILING, AUTO_RATE_FLOOR, AUTO_RATE_START
-from convoso_async.errors import ConfigurationError, RateLimiterUnavailableError
-from convoso_async.ratelimit import (
+from convoso_async._defaults import AUTO_RATE_CEILING, AUTO_RATE_FLOOR, AUTO_RATE_START
+from convoso_async._errors import ConfigurationError, RateLimiterUnavailableError
+from convoso_async._pacing.ratelimit import (
     ADAPTIVE_DECREASE,
     ADAPTIVE_TARGET,
     DEEPEST_DROP,
@@ -116,7 +116,7 @@ logger = logging.getLogger("convoso_async")
 # the adaptive mode's grants of the last period (a sorted set). ARGV[1]
 # is 1 in adaptive mode, then: the seed rate and target (for a state Redis does
 # not have), floor, ceiling, period in µs, the state's TTL in ms, and the
-# model's constants (ratelimit.py's, in seconds). Times are Redis server µs:
+# model's constants (_pacing/ratelimit.py's, in seconds). Times are Redis server µs:
 # Lua numbers are doubles, exact up to 2**53 µs (year 2255). string.format
 # keeps numbers out of Lua's 14-digit %g form; replies are strings, since
 # Redis would truncate a Lua float to an integer.
@@ -305,7 +305,7 @@ class RedisRateLimiter:
     seeds it with the rate it saw last, not with the start rate.
 
     ``acquire()`` must run on asyncio (``redis.asyncio`` is asyncio-only); on
-    trio it raises `~convoso_async.errors.ConfigurationError`.
+    trio it raises `~convoso_async._errors.ConfigurationError`.
     """
 
     def __init__(
@@ -594,7 +594,7 @@ class RedisRateLimiter:
             raise ConfigurationError(
                 "RedisRateLimiter needs asyncio (redis.asyncio is asyncio-only), but "
                 f"acquire() was awaited on {_running_library()}; run the app on asyncio, "
-                "or use convoso_async.ratelimit.Limiter for a per-process limit"
+                "or use convoso_async._pacing.ratelimit.Limiter for a per-process limit"
             ) from None
         binding = self._binding
         if binding is None or binding.loop is not loop:

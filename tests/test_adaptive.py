@@ -17,7 +17,7 @@ from trio.testing import MockClock
 
 import convoso_async
 from convoso_async import AdaptiveLimiter, AsyncConvoso, ConfigurationError
-from convoso_async.ratelimit import (
+from convoso_async._pacing.ratelimit import (
     ADAPTIVE_DECREASE,
     ADAPTIVE_TARGET,
     DEEPEST_DROP,
@@ -74,7 +74,7 @@ def test_rate_limit_auto_makes_an_adaptive_limiter_at_the_documented_start() -> 
     client = AsyncConvoso("tok-test-123456", rate_limit="auto")
     limiter = client.rate_limiter
     assert isinstance(limiter, AdaptiveLimiter)
-    assert limiter.rate == convoso_async.defaults.AUTO_RATE_START
+    assert limiter.rate == convoso_async._defaults.AUTO_RATE_START
     copy = client.with_options(rate_limit="auto")
     assert isinstance(copy.rate_limiter, AdaptiveLimiter)
     assert copy.rate_limiter is not limiter

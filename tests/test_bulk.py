@@ -1,9 +1,9 @@
 """Bulk status changes: the generic executor, and campaigns changed by the hundred.
 
-The executor tests drive `convoso_async.bulk` with plain operations that count what runs. The
-campaigns tests put a scripted server behind an ``httpx.MockTransport`` (the handler runs in the
-requesting task, so it sees exactly what the client sends, and when) and check that every id is
-accounted for, typed, retried as the policy says, and audited once.
+The executor tests drive `convoso_async._bulk.executor` with plain operations that count what
+runs. The campaigns tests put a scripted server behind an ``httpx.MockTransport`` (the handler
+runs in the requesting task, so it sees exactly what the client sends, and when) and check that
+every id is accounted for, typed, retried as the policy says, and audited once.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from convoso_async import (
     CampaignNotFoundError,
     StatusOutcome,
 )
-from convoso_async.bulk import Outcome, run_all, stream, unique
+from convoso_async._bulk.executor import Outcome, run_all, stream, unique
 
 SEARCH = "/campaigns/search"
 STATUS = "/campaigns/status"

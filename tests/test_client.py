@@ -8,7 +8,7 @@ import respx
 
 import convoso_async
 from convoso_async import APIConnectionError, AsyncConvoso, ConfigurationError, Limiter
-from convoso_async.defaults import DEFAULT_BASE_URL
+from convoso_async._defaults import DEFAULT_BASE_URL
 
 BASE = "https://api.test.invalid/v1"
 

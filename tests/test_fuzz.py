@@ -41,8 +41,8 @@ from convoso_async import (
     ResponseDecodeError,
     ServerError,
 )
-from convoso_async.changes import BATCH_FATAL
-from convoso_async.defaults import RETRY_AFTER_CAP
+from convoso_async._bulk.changes import BATCH_FATAL
+from convoso_async._defaults import RETRY_AFTER_CAP
 
 TOKEN = "fuzz-token-7d0c9b1e"
 BASE_URL = "https://api.fuzz.invalid/v1"

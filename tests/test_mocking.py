@@ -18,7 +18,7 @@ import respx
 from pytest_httpx import HTTPXMock
 
 from convoso_async import AsyncConvoso, CampaignNotFoundError
-from convoso_async.defaults import USER_AGENT
+from convoso_async._defaults import USER_AGENT
 
 pytestmark = pytest.mark.anyio
 
@@ -139,7 +139,7 @@ async def test_unittest_mock_patch_of_async_client_send(tripwire: Tripwire) -> N
 
 
 def test_every_watched_hook_counts_as_mocking_while_patched() -> None:
-    from convoso_async.connections import _WATCHED, mocking_active
+    from convoso_async._http.pool import _WATCHED, mocking_active
 
     assert not mocking_active()
     for owner, name in _WATCHED:

@@ -11,7 +11,7 @@ import pytest
 from conftest import REFERENCE_SEARCH_ANSWER
 
 from convoso_async import Campaign, CampaignStatus, LastCallDate, ResponseDecodeError
-from convoso_async.models import structure
+from convoso_async._models import structure
 
 
 def campaigns(data: Any) -> list[Campaign]:

@@ -16,7 +16,7 @@ import pytest
 
 import convoso_async
 from convoso_async import AsyncConvoso
-from convoso_async.defaults import USER_AGENT
+from convoso_async._defaults import USER_AGENT
 
 ROOT = Path(__file__).resolve().parent.parent
 

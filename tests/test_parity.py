@@ -36,7 +36,7 @@ from parity_servers import Origin, Proxy, Seen, answer
 
 import convoso_async
 from convoso_async import AsyncConvoso, ConfigurationError, ConvosoError
-from convoso_async.defaults import USER_AGENT
+from convoso_async._defaults import USER_AGENT
 
 pytestmark = pytest.mark.anyio
 

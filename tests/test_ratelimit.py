@@ -21,7 +21,7 @@ from conftest import BASE_URL, TOKEN, CountingLimiter
 from trio.testing import MockClock
 
 from convoso_async import AsyncConvoso, ConfigurationError, Limiter, RateLimiter
-from convoso_async.ratelimit import (
+from convoso_async._pacing.ratelimit import (
     MIN_SLACK_SECONDS,
     WINDOW_SLACK,
     PauseGate,

@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis_server import RedisServer, redis_server_fixture  # noqa: F401
 
-from convoso_async.ratelimit import adaptive_rate
+from convoso_async._pacing.ratelimit import adaptive_rate
 from convoso_async.redis_limiter import RedisRateLimiter
 from convoso_async.testing import FakeConvoso, Fault
 

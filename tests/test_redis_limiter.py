@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 import trio
 from redis_server import RedisServer, redis_server_fixture, start_redis  # noqa: F401
 
-from convoso_async.errors import ConfigurationError, ConvosoError
-from convoso_async.ratelimit import Limiter, RateLimiter
+from convoso_async._errors import ConfigurationError, ConvosoError
+from convoso_async._pacing.ratelimit import Limiter, RateLimiter
 from convoso_async.redis_limiter import (
     DEFAULT_SLACK,
     RateLimiterUnavailableError,

@@ -11,9 +11,9 @@ import respx
 
 import convoso_async
 from convoso_async import APIError, AsyncConvoso, RateLimitError
-from convoso_async.defaults import RETRY_AFTER_CAP
-from convoso_async.errors import APIConnectionError, APIStatusError, APITimeoutError, ServerError
-from convoso_async.retry import RetryPolicy, is_retryable, parse_retry_after
+from convoso_async._defaults import RETRY_AFTER_CAP
+from convoso_async._errors import APIConnectionError, APIStatusError, APITimeoutError, ServerError
+from convoso_async._pacing.retry import RetryPolicy, is_retryable, parse_retry_after
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.timezone.utc)
 

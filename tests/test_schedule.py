@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convoso_async.errors import ConfigurationError
+from convoso_async._errors import ConfigurationError
 from convoso_async.schedule import Schedule, ScheduleError, Window
 
 UTC = dt.timezone.utc

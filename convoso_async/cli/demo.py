@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from convoso_async.changes import BatchProgress, BatchResult
-from convoso_async.client import AsyncConvoso
+from convoso_async._bulk.changes import BatchProgress, BatchResult
+from convoso_async._client import AsyncConvoso
 from convoso_async.testing import FakeConvoso, Fault
 
 from .output import one_line, plural, run_with_progress, stdout_is_terminal

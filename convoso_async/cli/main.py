@@ -39,8 +39,8 @@ import anyio
 import httpx
 
 from convoso_async import __version__
-from convoso_async.changes import BATCH_FATAL, BatchResult, error_to_dict
-from convoso_async.defaults import (
+from convoso_async._bulk.changes import BATCH_FATAL, BatchResult, error_to_dict
+from convoso_async._defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
@@ -48,7 +48,7 @@ from convoso_async.defaults import (
     ENV_AUTH_TOKEN,
     ENV_BASE_URL,
 )
-from convoso_async.errors import ConfigurationError, ConvosoError
+from convoso_async._errors import ConfigurationError, ConvosoError
 
 from .output import (
     EXIT_BROKEN_PIPE,

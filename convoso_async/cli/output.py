@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from convoso_async.changes import BatchProgress, BatchResult, error_to_dict
-from convoso_async.client import AsyncConvoso
-from convoso_async.defaults import ENV_AUTH_TOKEN
-from convoso_async.models import Campaign
+from convoso_async._bulk.changes import BatchProgress, BatchResult, error_to_dict
+from convoso_async._client import AsyncConvoso
+from convoso_async._defaults import ENV_AUTH_TOKEN
+from convoso_async._models import Campaign
 
 if TYPE_CHECKING:
     from rich.console import Console

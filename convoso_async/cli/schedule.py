@@ -22,9 +22,9 @@ import sys
 import anyio
 import anyio.abc
 
-from convoso_async.changes import BatchResult
-from convoso_async.client import AsyncConvoso
-from convoso_async.log import audit_logger
+from convoso_async._bulk.changes import BatchResult
+from convoso_async._client import AsyncConvoso
+from convoso_async._log import audit_logger
 from convoso_async.schedule import Schedule
 
 from .output import EXIT_FAILURES, EXIT_OK, UsageError, client_from_args, print_result

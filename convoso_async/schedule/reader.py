@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from convoso_async.errors import ConfigurationError
+from convoso_async._errors import ConfigurationError
 
 from . import model
 from .model import _DAY_GROUPS, Window, _format_time

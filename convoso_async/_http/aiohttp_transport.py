@@ -30,7 +30,7 @@ import httpx
 from httpcore._async.http11 import AsyncHTTP11Connection
 from httpx._decoders import SUPPORTED_DECODERS, ContentDecoder, IdentityDecoder, MultiDecoder
 
-from .errors import ResponseDecodeError
+from convoso_async._errors import ResponseDecodeError
 
 __all__ = ["MAX_HEAD_BYTES", "AiohttpTransport", "Answer", "decode_body"]
 

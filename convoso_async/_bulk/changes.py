@@ -21,17 +21,18 @@ from typing import Any
 import anyio
 import attrs
 
-from . import bulk
-from .errors import (
+from convoso_async._errors import (
     AuthenticationError,
     BatchError,
     CampaignNotFoundError,
     NotSentError,
     PermissionDeniedError,
 )
-from .log import audit_logger, logger
-from .models import Campaign
-from .transport import AttemptCounter
+from convoso_async._http.pipeline import AttemptCounter
+from convoso_async._log import audit_logger, logger
+from convoso_async._models import Campaign
+
+from . import executor as bulk
 
 __all__ = ["BatchProgress", "BatchResult", "StatusOutcome", "apply", "error_to_dict", "stream"]
 

@@ -28,13 +28,13 @@ import anyio
 import attrs
 import tenacity
 
-from .defaults import (
+from convoso_async._defaults import (
     RETRY_AFTER_CAP,
     RETRY_INITIAL_BACKOFF,
     RETRY_MAX_BACKOFF,
     RETRYABLE_STATUS_CODES,
 )
-from .errors import APIConnectionError, APIStatusError, CircuitOpenError, ConvosoError
+from convoso_async._errors import APIConnectionError, APIStatusError, CircuitOpenError, ConvosoError
 
 if TYPE_CHECKING:
     from .breaker import Guard

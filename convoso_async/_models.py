@@ -18,7 +18,7 @@ import attrs
 import cattrs
 from cattrs.v import format_exception, transform_error
 
-from .errors import ResponseDecodeError
+from ._errors import ResponseDecodeError
 
 __all__ = ["Campaign", "CampaignStatus", "LastCallDate", "structure"]
 

@@ -2,8 +2,8 @@
 
 This module names the endpoints, checks the caller's input before anything is
 sent, and says which model an answer becomes. Retries, pacing, auth and error
-mapping happen below it (`convoso_async.transport`); bulk accounting beside it
-(`convoso_async.changes`).
+mapping happen below it (`convoso_async._http.pipeline`); bulk accounting beside it
+(`convoso_async._bulk.changes`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import math
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from . import changes
-from .changes import BatchProgress, BatchResult, StatusOutcome
-from .errors import ResponseDecodeError
-from .models import Campaign, structure
-from .transport import AttemptCounter
+from convoso_async._bulk import changes
+from convoso_async._bulk.changes import BatchProgress, BatchResult, StatusOutcome
+from convoso_async._errors import ResponseDecodeError
+from convoso_async._http.pipeline import AttemptCounter
+from convoso_async._models import Campaign, structure
 
 __all__ = ["Campaigns", "FormSender", "check_active", "check_campaign_id"]
 

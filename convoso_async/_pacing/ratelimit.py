@@ -18,7 +18,7 @@ from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 import anyio
 
-from .defaults import AUTO_RATE_CEILING, AUTO_RATE_FLOOR, AUTO_RATE_START
+from convoso_async._defaults import AUTO_RATE_CEILING, AUTO_RATE_FLOOR, AUTO_RATE_START
 
 __all__ = [
     "AdaptiveLimiter",

@@ -14,10 +14,7 @@ from typing import Any, Literal
 
 import httpx
 
-from .breaker import CircuitBreaker, Guard, RetryBudget
-from .campaigns import Campaigns
-from .connections import Pool
-from .defaults import (
+from ._defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -26,11 +23,14 @@ from .defaults import (
     ENV_AUTH_TOKEN,
     ENV_BASE_URL,
 )
-from .errors import ConfigurationError
-from .log import configure_from_env
-from .ratelimit import PauseGate, RateLimiter, limiter_from_option
-from .retry import RetryPolicy
-from .transport import AttemptCounter, Pipeline
+from ._errors import ConfigurationError
+from ._http.pipeline import AttemptCounter, Pipeline
+from ._http.pool import Pool
+from ._log import configure_from_env
+from ._pacing.breaker import CircuitBreaker, Guard, RetryBudget
+from ._pacing.ratelimit import PauseGate, RateLimiter, limiter_from_option
+from ._pacing.retry import RetryPolicy
+from ._resources.campaigns import Campaigns
 
 __all__ = ["AsyncConvoso"]
 

@@ -34,14 +34,14 @@ from __future__ import annotations
 import math
 import time
 
-from .defaults import (
+from convoso_async._defaults import (
     BREAKER_COOLDOWN,
     BREAKER_FAILURE_THRESHOLD,
     RETRY_BUDGET_REFILL,
     RETRY_BUDGET_TOKENS,
 )
-from .errors import APIConnectionError, CircuitOpenError, ConvosoError, ServerError
-from .log import logger
+from convoso_async._errors import APIConnectionError, CircuitOpenError, ConvosoError, ServerError
+from convoso_async._log import logger
 
 __all__ = ["CircuitBreaker", "Guard", "RetryBudget", "counts_as_outage"]
 

@@ -39,9 +39,10 @@ import httpcore
 import httpx
 from httpx._utils import URLPattern, get_environment_proxies
 
+from convoso_async._defaults import USER_AGENT
+from convoso_async._errors import ConfigurationError
+
 from .aiohttp_transport import AiohttpTransport, Answer, too_large
-from .defaults import USER_AGENT
-from .errors import ConfigurationError
 
 __all__ = ["Pool", "mocking_active"]
 

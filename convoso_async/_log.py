@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .defaults import ENV_LOG
+from ._defaults import ENV_LOG
 
 __all__ = ["audit_logger", "configure_from_env", "logger"]
 

@@ -19,10 +19,8 @@ from urllib.parse import urlencode
 
 import httpx
 
-from .breaker import Guard
-from .connections import Pool
-from .defaults import DEFAULT_BASE_URL
-from .errors import (
+from convoso_async._defaults import DEFAULT_BASE_URL
+from convoso_async._errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -36,9 +34,12 @@ from .errors import (
     ResponseDecodeError,
     ServerError,
 )
-from .log import logger
-from .ratelimit import PauseGate, RateLimiter, ThrottleFeedback
-from .retry import RetryPolicy, is_testing, parse_retry_after
+from convoso_async._log import logger
+from convoso_async._pacing.breaker import Guard
+from convoso_async._pacing.ratelimit import PauseGate, RateLimiter, ThrottleFeedback
+from convoso_async._pacing.retry import RetryPolicy, is_testing, parse_retry_after
+
+from .pool import Pool
 
 __all__ = ["AttemptCounter", "Pipeline", "decode_answer"]
 

@@ -1,0 +1,1 @@
+"""HTTP: the connection pool, the aiohttp-backed transport, and the request pipeline."""

@@ -1,0 +1,1 @@
+"""Pacing and retries: the retry policy, rate limiters, the retry budget and circuit breaker."""

@@ -1,0 +1,1 @@
+"""API resources: each describes its endpoints, checks caller input, returns models."""
