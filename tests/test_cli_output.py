@@ -27,7 +27,7 @@ import pytest
 
 import convoso_async
 from convoso_async.cli import main
-from convoso_async.cli.main import build_parser
+from convoso_async.cli._main import build_parser
 from convoso_async.testing import FakeConvoso
 
 #: Upper bound on one command run as a process; a run takes well under a second.

@@ -15,7 +15,7 @@ import pytest
 
 from convoso_async import AsyncConvoso
 from convoso_async.cli import main
-from convoso_async.cli.schedule import reconcile
+from convoso_async.cli._schedule import reconcile
 from convoso_async.schedule import Schedule
 from convoso_async.testing import FakeConvoso
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from convoso_async import AsyncConvoso, BatchProgress
-from convoso_async.cli.output import result_json
+from convoso_async.cli._output import result_json
 from convoso_async.testing import FakeConvoso
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("instant_retries")]

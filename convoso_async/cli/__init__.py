@@ -8,6 +8,6 @@ options, printing) which the three share. Imports go one way: ``main`` uses
 
 from __future__ import annotations
 
-from .main import main
+from ._main import main
 
 __all__ = ["main"]

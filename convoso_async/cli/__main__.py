@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .main import entry_point
+from ._main import entry_point
 
 entry_point()

@@ -12,7 +12,7 @@ file format, with the line of every problem, and `Schedule` = the model plus
 ``load`` and ``from_toml``). The model never imports the reader.
 """
 
-from .model import Window
-from .reader import Schedule, ScheduleError
+from ._model import Window
+from ._reader import Schedule, ScheduleError
 
 __all__ = ["Schedule", "ScheduleError", "Window"]

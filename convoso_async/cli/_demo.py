@@ -20,7 +20,7 @@ from convoso_async._bulk.changes import BatchProgress, BatchResult
 from convoso_async._client import AsyncConvoso
 from convoso_async.testing import FakeConvoso, Fault
 
-from .output import one_line, plural, run_with_progress, stdout_is_terminal
+from ._output import one_line, plural, run_with_progress, stdout_is_terminal
 
 __all__ = ["run_demo"]
 

@@ -40,8 +40,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from convoso_async._errors import ConfigurationError
 
-from . import model
-from .model import _DAY_GROUPS, Window, _format_time
+from . import _model as model
+from ._model import _DAY_GROUPS, Window, _format_time
 
 __all__ = ["Schedule", "ScheduleError"]
 

@@ -50,7 +50,7 @@ from convoso_async._defaults import (
 )
 from convoso_async._errors import ConfigurationError, ConvosoError
 
-from .output import (
+from ._output import (
     EXIT_BROKEN_PIPE,
     EXIT_ERROR,
     EXIT_FAILURES,
@@ -405,12 +405,12 @@ async def _until_signal(
 
 def _dispatch(args: argparse.Namespace, stdin: TextIO) -> int:
     if args.command == "demo":
-        from .demo import run_demo
+        from ._demo import run_demo
 
         console()  # fail early, with the install hint, if rich is missing
         return anyio.run(run_demo, args.campaigns, args.latency, args.concurrency, args.rate)
     if args.command == "schedule":
-        from .schedule import run_schedule_command
+        from ._schedule import run_schedule_command
 
         return run_schedule_command(args)
     console()
