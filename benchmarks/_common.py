@@ -17,17 +17,24 @@ import statistics
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from convoso_async.testing import FakeConvoso, Fault
 
 __all__ = [
     "BENCH_DIR",
+    "FAULT_MIX",
     "LOOPBACK",
+    "SLOW_MARGIN",
     "TOKEN",
     "ServerProcess",
+    "add_fault_mix",
+    "conditional_probabilities",
     "cpu_seconds",
     "fmt_ratio",
     "median",
@@ -37,6 +44,7 @@ __all__ = [
     "rotations",
     "run_json_child",
     "serve",
+    "serve_until_signalled",
     "verdict",
 ]
 
@@ -48,6 +56,16 @@ TOKEN = "test-token"
 #: Upper bounds, so that a broken server or child can never hang a run.
 SERVER_START_TIMEOUT = 30.0
 SERVER_STOP_TIMEOUT = 15.0
+#: The faults' shares of all faulted requests, in the order the fake checks them
+#: (the soak's mix, which failure_modes.py's "10% faults" row reuses).
+FAULT_MIX: tuple[tuple[str, float], ...] = (
+    ("status", 0.40),  # HTTP 503 with an HTML page
+    ("drop", 0.30),  # the connection closed without an answer
+    ("slow", 0.20),  # an answer later than the client's timeout
+    ("rate_limit", 0.10),  # HTTP 429 with Retry-After: 1 (pauses the whole client)
+)
+#: How much later than the client's timeout a slow answer comes.
+SLOW_MARGIN = 0.5
 
 _READY_PREFIX = "listening on "
 
@@ -112,6 +130,61 @@ def _stop(process: subprocess.Popen[str]) -> None:
             process.wait(SERVER_STOP_TIMEOUT)
     if process.stdout is not None:
         process.stdout.close()
+
+
+def serve_until_signalled(
+    fake: FakeConvoso, *, port: int = 0, on_signal: Callable[[], None] | None = None
+) -> None:
+    """Serve ``fake`` on loopback, print the ready line `serve` waits for, until SIGTERM/SIGINT.
+
+    The body of a benchmark's server child. ``on_signal`` runs after the signal while the
+    server is still up (answers that never come may hold its shutdown up).
+    """
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    # Loopback only: the benchmarks never listen on another address.
+    with fake.serve_in_thread(host=LOOPBACK, port=port) as url:
+        print(f"{_READY_PREFIX}{url}", flush=True)
+        # wait() with a timeout, in a loop, so the signal handler gets to run.
+        while not stop.wait(0.5):
+            pass
+        if on_signal is not None:
+            on_signal()
+
+
+def conditional_probabilities(rate: float, mix: Sequence[tuple[str, float]]) -> list[float]:
+    """Per-fault probabilities that make fault ``i`` take ``rate * share_i`` of all requests.
+
+    The fake checks faults in order and the first that draws a hit takes the request, so each
+    probability is conditional on the faults before it having missed.
+    """
+    probabilities = []
+    left = 1.0  # the fraction of requests no earlier fault took
+    for _, share in mix:
+        wanted = rate * share
+        probability = min(1.0, wanted / left) if left > 0 else 0.0
+        probabilities.append(probability)
+        left -= wanted
+    return probabilities
+
+
+def add_fault_mix(fake: FakeConvoso, rate: float, *, timeout: float) -> list[Fault]:
+    """Script `FAULT_MIX` on ``rate`` of ``fake``'s requests; return the faults added.
+
+    A slow answer comes `SLOW_MARGIN` seconds after the client's ``timeout``; a fault whose
+    probability comes out 0 is left out.
+    """
+    # Imported here, not at the top: only a server child, which has the fake loaded, pays.
+    from convoso_async.testing import Fault
+
+    faults = []
+    probabilities = conditional_probabilities(rate, FAULT_MIX)
+    for (kind, _), probability in zip(FAULT_MIX, probabilities, strict=True):
+        if probability > 0:
+            delay = timeout + SLOW_MARGIN if kind == "slow" else 0.0
+            faults.append(fake.add_fault(Fault(kind, probability=probability, delay=delay)))  # type: ignore[arg-type]
+    return faults
 
 
 def run_json_child(args: Sequence[str], *, timeout: float) -> dict[str, Any]:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
+
+from _common import serve_until_signalled
 
 from convoso_async.testing import FakeConvoso
 
@@ -33,17 +33,8 @@ def main() -> int:
     parser.add_argument("--dump", type=Path, required=True, help="where to write the log")
     args = parser.parse_args()
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-
     fake = FakeConvoso(campaigns=args.campaigns, latency=args.latency)
-    # Loopback only: the benchmarks never listen on another address.
-    with fake.serve_in_thread(host="127.0.0.1", port=args.port) as url:
-        print(f"listening on {url}", flush=True)
-        # wait() with a timeout, in a loop, so the signal handler gets to run.
-        while not stop.wait(0.5):
-            pass
+    serve_until_signalled(fake, port=args.port)
     arrivals = [
         {"time": record.time, "status": record.status}
         for record in fake.requests

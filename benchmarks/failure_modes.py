@@ -32,17 +32,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from _common import TOKEN, print_table, serve
+from _common import TOKEN, add_fault_mix, print_table, serve, serve_until_signalled
 
 from convoso_async import AsyncConvoso, BatchResult, ConvosoError
 from convoso_async._bulk import executor as bulk
@@ -52,18 +50,10 @@ from convoso_async.testing import FakeConvoso, Fault
 FIRST_ID = 1001
 BAD_TOKEN = "not-the-right-token-0000"
 SCENARIOS = ("503 everywhere", "no answer", "bad token", "10% faults")
-#: The soak's fault mix (benchmarks/soak.py), each kind's share of all faulted requests.
-FAULT_MIX: tuple[tuple[str, float], ...] = (
-    ("status", 0.40),
-    ("drop", 0.30),
-    ("slow", 0.20),
-    ("rate_limit", 0.10),
-)
 FAULT_RATE = 0.10
 #: The soak's client for the 10% row: a short timeout, so late answers cost seconds, not minutes.
 SOAK_TIMEOUT = 1.0
 SOAK_CONCURRENCY = 32
-SLOW_MARGIN = 0.5
 #: "never answers": longer than any run here.
 FOREVER = 10**6
 
@@ -71,40 +61,17 @@ FOREVER = 10**6
 # -- the server child --------------------------------------------------------------------------
 
 
-def conditional_probabilities(rate: float) -> list[float]:
-    """Per-fault probabilities giving fault i ``rate * share_i`` of all requests.
-
-    The fake checks faults in order, so each is conditional on the earlier ones missing.
-    """
-    probabilities, left = [], 1.0
-    for _, share in FAULT_MIX:
-        wanted = rate * share
-        probabilities.append(min(1.0, wanted / left) if left > 0 else 0.0)
-        left -= wanted
-    return probabilities
-
-
 def serve_main(args: argparse.Namespace) -> int:
     """Serve the scenario's fake until SIGTERM; write the ids it saw to ``--dump`` first."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     fake = FakeConvoso(campaigns=args.campaigns, seed=args.seed)
     if args.serve == "503 everywhere":
         fake.add_fault(Fault("status", status=503))
     elif args.serve == "no answer":
         fake.add_fault(Fault("slow", delay=FOREVER))
     elif args.serve == "10% faults":
-        for (kind, _), probability in zip(
-            FAULT_MIX, conditional_probabilities(FAULT_RATE), strict=True
-        ):
-            delay = SOAK_TIMEOUT + SLOW_MARGIN if kind == "slow" else 0.0
-            fake.add_fault(Fault(kind, probability=probability, delay=delay))  # type: ignore[arg-type]
-    with fake.serve_in_thread(host="127.0.0.1", port=0) as url:
-        print(f"listening on {url}", flush=True)
-        while not stop.wait(0.5):
-            pass
-        # Written before the server stops: answers that never come may hold its shutdown up.
+        add_fault_mix(fake, FAULT_RATE, timeout=SOAK_TIMEOUT)
+
+    def dump() -> None:
         records = fake.requests
         args.dump.write_text(
             json.dumps(
@@ -115,6 +82,9 @@ def serve_main(args: argparse.Namespace) -> int:
                 }
             )
         )
+
+    # Written before the server stops: answers that never come may hold its shutdown up.
+    serve_until_signalled(fake, on_signal=dump)
     return 0
 
 

@@ -28,10 +28,8 @@ import argparse
 import gc
 import json
 import math
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -41,21 +39,12 @@ from typing import Any
 
 import anyio
 import psutil
-from _common import TOKEN, print_table, serve
+from _common import TOKEN, add_fault_mix, print_table, serve, serve_until_signalled
 
 from convoso_async import AsyncConvoso, BatchResult, ConvosoError
-from convoso_async.testing import FakeConvoso, Fault
+from convoso_async.testing import FakeConvoso
 
 FIRST_ID = 1001
-#: The faults' shares of all faulted requests, in the order the fake checks them.
-FAULT_MIX: tuple[tuple[str, float], ...] = (
-    ("status", 0.40),  # HTTP 503 with an HTML page
-    ("drop", 0.30),  # the connection closed without an answer
-    ("slow", 0.20),  # an answer later than the client's timeout
-    ("rate_limit", 0.10),  # HTTP 429 with Retry-After: 1 (pauses the whole client)
-)
-#: How much later than the client's timeout a slow answer comes.
-SLOW_MARGIN = 0.5
 #: Upper bound on one batch, so that a hang ends the run instead of stalling it.
 BATCH_DEADLINE = 900.0
 #: A search to check the state is retried this many times on top of the client's own retries.
@@ -67,40 +56,11 @@ SETTLE_SECONDS = 5.0
 # -- the server child ------------------------------------------------------------------------
 
 
-def conditional_probabilities(rate: float, mix: Sequence[tuple[str, float]]) -> list[float]:
-    """Per-fault probabilities that make fault ``i`` take ``rate * share_i`` of all requests.
-
-    The fake checks faults in order and the first that draws a hit takes the request, so each
-    probability is conditional on the faults before it having missed.
-    """
-    probabilities = []
-    left = 1.0  # the fraction of requests no earlier fault took
-    for _, share in mix:
-        wanted = rate * share
-        probability = min(1.0, wanted / left) if left > 0 else 0.0
-        probabilities.append(probability)
-        left -= wanted
-    return probabilities
-
-
 def serve_main(args: argparse.Namespace) -> int:
     """Serve a faulty fake until SIGTERM/SIGINT, then write its counts to ``--dump``."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-
     fake = FakeConvoso(campaigns=args.campaigns, seed=args.seed)
-    probabilities = conditional_probabilities(args.fault_rate, FAULT_MIX)
-    faults = []
-    for (kind, _), probability in zip(FAULT_MIX, probabilities, strict=True):
-        if probability > 0:
-            delay = args.timeout + SLOW_MARGIN if kind == "slow" else 0.0
-            faults.append(fake.add_fault(Fault(kind, probability=probability, delay=delay)))  # type: ignore[arg-type]
-    # Loopback only: the benchmarks never listen on another address.
-    with fake.serve_in_thread(host="127.0.0.1", port=0) as url:
-        print(f"listening on {url}", flush=True)
-        while not stop.wait(0.5):  # a timeout, so the signal handler gets to run
-            pass
+    faults = add_fault_mix(fake, args.fault_rate, timeout=args.timeout)
+    serve_until_signalled(fake)
     records = fake.requests
     dump = {
         "requests": len(records),

@@ -1,8 +1,11 @@
-"""Shared fixtures: both event loops, a respx router, a client wired to it."""
+"""Shared fixtures: both event loops, a respx router, a client wired to it; the CLI on the fake."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import anyio.lowlevel
 import httpx
@@ -11,6 +14,7 @@ import respx
 
 import convoso_async
 from convoso_async import AsyncConvoso
+from convoso_async.testing import FakeConvoso
 
 BASE_URL = "https://api.test.invalid/v1"
 TOKEN = "tok-SECRET-5f1e2d3c4b"
@@ -89,3 +93,27 @@ async def convoso(api: respx.MockRouter) -> AsyncIterator[AsyncConvoso]:
         client = AsyncConvoso(TOKEN, base_url=BASE_URL, http_client=http, max_retries=3)
         yield client
         await client.aclose()
+
+
+def cli_command(*argv: str) -> list[str]:
+    """``python -m convoso_async.cli ARGV...``: the `convoso` command as a child process."""
+    return [sys.executable, "-m", "convoso_async.cli", *argv]
+
+
+def cli_env(url: str, **extra: str) -> dict[str, str]:
+    """This environment, plus the fake's token and ``url`` as the API root, for a child process."""
+    return {**os.environ, "CONVOSO_AUTH_TOKEN": FakeConvoso.TOKEN, "CONVOSO_BASE_URL": url, **extra}
+
+
+@contextmanager
+def serving_cli(fake: FakeConvoso, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Serve ``fake`` on loopback for in-process `main` runs; yield its URL.
+
+    Retries do not sleep, and the token and base-URL variables point at the fake.
+    """
+    convoso_async.set_testing(True)
+    with fake.serve_in_thread() as url:
+        monkeypatch.setenv("CONVOSO_AUTH_TOKEN", fake.TOKEN)
+        monkeypatch.setenv("CONVOSO_BASE_URL", url)
+        yield url
+    convoso_async.set_testing(False)

@@ -1,4 +1,5 @@
-"""A real ``redis-server`` on a free loopback port, for tests that need one.
+"""A real ``redis-server`` on a free loopback port, for tests that need one,
+and the worker processes of the multi-process tests that share it.
 
     from redis_server import redis_server_fixture  # noqa: F401  (registers `redis_server`)
 
@@ -12,19 +13,30 @@ setup, never a silent skip.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-__all__ = ["RedisServer", "redis_server", "redis_server_fixture", "start_redis"]
+__all__ = [
+    "RedisServer",
+    "Worker",
+    "finish_workers",
+    "redis_server",
+    "redis_server_fixture",
+    "start_redis",
+    "start_worker",
+]
 
 #: Seconds to wait for a started server to answer PING.
 STARTUP_TIMEOUT = 10.0
@@ -187,6 +199,31 @@ def redis_server_fixture() -> Iterator[RedisServer]:
 # Importing the fixture by its own name works too, but then every test that
 # takes a `redis_server` argument shadows the import (ruff F811).
 redis_server = redis_server_fixture
+
+
+#: A worker process of the multi-process tests, and the file it writes its outcome to.
+Worker = tuple[subprocess.Popen[bytes], Path]
+
+
+def start_worker(script: Path, out: Path, *args: str) -> Worker:
+    """Run ``python SCRIPT OUT ARGS...``: a worker that writes its outcome to OUT as JSON."""
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(out), *args], stderr=subprocess.PIPE
+    )
+    return process, out
+
+
+def finish_workers(workers: list[Worker], *, timeout: float) -> list[dict[str, Any]]:
+    """Wait for every worker (each within ``timeout`` seconds); their outcomes, in order.
+
+    A worker that exits non-zero fails the test with its stderr.
+    """
+    results = []
+    for process, out in workers:
+        _, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, err.decode()
+        results.append(json.loads(out.read_text()))
+    return results
 
 
 def _free_port() -> int:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import cli_command, cli_env, serving_cli
 
-import convoso_async
 from convoso_async.cli import main
 from convoso_async.testing import FakeConvoso, Fault
 
@@ -29,12 +28,8 @@ def fake() -> FakeConvoso:
 
 @pytest.fixture
 def server(fake: FakeConvoso, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    convoso_async.set_testing(True)
-    with fake.serve_in_thread() as url:
-        monkeypatch.setenv("CONVOSO_AUTH_TOKEN", fake.TOKEN)
-        monkeypatch.setenv("CONVOSO_BASE_URL", url)
+    with serving_cli(fake, monkeypatch) as url:
         yield url
-    convoso_async.set_testing(False)
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
@@ -212,19 +207,9 @@ def test_argparse_errors_exit_two(argv: list[str], capsys: pytest.CaptureFixture
 
 def test_console_script_runs_as_a_process(fake: FakeConvoso, tmp_path: Path) -> None:
     with fake.serve_in_thread() as url:
-        env = {**os.environ, "CONVOSO_AUTH_TOKEN": fake.TOKEN, "CONVOSO_BASE_URL": url}
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "convoso_async.cli",
-                "campaigns",
-                "deactivate",
-                "333",
-                "9",
-                "--json",
-            ],
-            env=env,
+            cli_command("campaigns", "deactivate", "333", "9", "--json"),
+            env=cli_env(url),
             capture_output=True,
             text=True,
             timeout=60,
@@ -238,18 +223,7 @@ def test_console_script_runs_as_a_process(fake: FakeConvoso, tmp_path: Path) -> 
 
 def test_fake_server_command_serves_until_terminated() -> None:
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "convoso_async.cli",
-            "fake-server",
-            "--port",
-            "0",
-            "--campaigns",
-            "7",
-            "--latency",
-            "0.001,0.002",
-        ],
+        cli_command("fake-server", "--port", "0", "--campaigns", "7", "--latency", "0.001,0.002"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -261,16 +235,7 @@ def test_fake_server_command_serves_until_terminated() -> None:
         url = line.removeprefix("listening on ")
         env = {**os.environ, "CONVOSO_AUTH_TOKEN": FakeConvoso.TOKEN}
         listed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "convoso_async.cli",
-                "campaigns",
-                "list",
-                "--json",
-                "--base-url",
-                url,
-            ],
+            cli_command("campaigns", "list", "--json", "--base-url", url),
             env=env,
             capture_output=True,
             text=True,

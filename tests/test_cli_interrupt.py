@@ -7,16 +7,14 @@ it; signalled runs are real child processes.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import cli_command, cli_env
 
-import convoso_async
 from convoso_async.cli import main
 from convoso_async.testing import FakeConvoso
 
@@ -36,14 +34,7 @@ def seen_by_server(fake: FakeConvoso) -> set[str]:
     return {r.campaign_id for r in fake.requests if r.path == STATUS and r.campaign_id}
 
 
-@pytest.fixture
-def instant() -> object:
-    convoso_async.set_testing(True)
-    yield None
-    convoso_async.set_testing(False)
-
-
-@pytest.mark.usefixtures("instant")
+@pytest.mark.usefixtures("instant_retries")
 def test_a_refused_token_prints_one_message_and_exits_three(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -64,7 +55,7 @@ def test_a_refused_token_prints_one_message_and_exits_three(
     assert len(fake.requests) <= 8
 
 
-@pytest.mark.usefixtures("instant")
+@pytest.mark.usefixtures("instant_retries")
 def test_a_refused_token_with_json_prints_the_buckets_and_exits_three(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -85,7 +76,7 @@ def test_a_refused_token_with_json_prints_the_buckets_and_exits_three(
     assert len(captured.err.strip().splitlines()) == 1
 
 
-@pytest.mark.usefixtures("instant")
+@pytest.mark.usefixtures("instant_retries")
 def test_a_refused_pre_flight_search_is_one_message_too(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -106,19 +97,9 @@ def run_and_signal(
     """Start a 400-id deactivate in a child process, signal it once requests flow, wait for it."""
     ids_file, _ = write_ids(tmp_path, 400)
     with fake.serve_in_thread() as url:
-        env = {**os.environ, "CONVOSO_AUTH_TOKEN": fake.TOKEN, "CONVOSO_BASE_URL": url}
         child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "convoso_async.cli",
-                "campaigns",
-                "deactivate",
-                "--from-file",
-                str(ids_file),
-                *extra,
-            ],
-            env=env,
+            cli_command("campaigns", "deactivate", "--from-file", str(ids_file), *extra),
+            env=cli_env(url),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import cli_command, cli_env, serving_cli
 
 import convoso_async
 from convoso_async.cli import main
@@ -44,20 +45,8 @@ def fake() -> FakeConvoso:
 
 @pytest.fixture
 def url(fake: FakeConvoso, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    convoso_async.set_testing(True)
-    with fake.serve_in_thread() as base_url:
-        monkeypatch.setenv("CONVOSO_AUTH_TOKEN", fake.TOKEN)
-        monkeypatch.setenv("CONVOSO_BASE_URL", base_url)
+    with serving_cli(fake, monkeypatch) as base_url:
         yield base_url
-    convoso_async.set_testing(False)
-
-
-def process_env(url: str, **extra: str) -> dict[str, str]:
-    return {**os.environ, "CONVOSO_AUTH_TOKEN": FakeConvoso.TOKEN, "CONVOSO_BASE_URL": url, **extra}
-
-
-def convoso(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "convoso_async.cli", *argv]
 
 
 def run_on_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -86,9 +75,9 @@ def run_on_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 
 def test_a_terminal_gets_a_table_with_a_singular_title(fake: FakeConvoso, url: str) -> None:
-    env = {**process_env(url), "TERM": "xterm-256color"}
+    env = {**cli_env(url), "TERM": "xterm-256color"}
     env.pop("COLUMNS", None)
-    code, shown = run_on_terminal(convoso("campaigns", "list", "--inactive"), env)
+    code, shown = run_on_terminal(cli_command("campaigns", "list", "--inactive"), env)
     assert code == 0
     assert "1 campaign\r\n" in shown or "1 campaign " in shown
     assert "1 campaigns" not in shown
@@ -100,16 +89,16 @@ def test_a_terminal_gets_a_table_with_a_singular_title(fake: FakeConvoso, url: s
 def test_a_terminal_shows_names_as_they_are_never_as_markup() -> None:
     odd = FakeConvoso(campaigns=[{"id": "7", "name": "Sales [West] [/] [bold]x", "status": "Y"}])
     with odd.serve_in_thread() as url:
-        env = {**process_env(url), "TERM": "xterm-256color"}
-        code, shown = run_on_terminal(convoso("campaigns", "list"), env)
+        env = {**cli_env(url), "TERM": "xterm-256color"}
+        code, shown = run_on_terminal(cli_command("campaigns", "list"), env)
     assert code == 0, shown
     assert "Sales [West] [/] [bold]x" in shown
 
 
 def test_a_terminal_shows_each_failure_whole(fake: FakeConvoso, url: str) -> None:
     long_id = "9" * 60
-    env = {**process_env(url), "TERM": "xterm-256color"}
-    code, shown = run_on_terminal(convoso("campaigns", "deactivate", "111", long_id), env)
+    env = {**cli_env(url), "TERM": "xterm-256color"}
+    code, shown = run_on_terminal(cli_command("campaigns", "deactivate", "111", long_id), env)
     assert code == 1
     assert f"{long_id}: CampaignNotFoundError: campaign '{long_id}' does not exist" in shown
 
@@ -176,10 +165,10 @@ def test_a_reader_that_stops_early_gets_no_traceback(json_flag: list[str]) -> No
     fake = FakeConvoso(campaigns=3000)
     with fake.serve_in_thread() as url:
         process = subprocess.Popen(
-            convoso("campaigns", "list", *json_flag),
+            cli_command("campaigns", "list", *json_flag),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=process_env(url),
+            env=cli_env(url),
         )
         assert process.stdout is not None
         assert process.stderr is not None
@@ -196,10 +185,10 @@ def test_head_in_a_shell_pipeline(tmp_path: Path) -> None:
     fake = FakeConvoso(campaigns=3000)
     with fake.serve_in_thread() as url:
         done = subprocess.run(
-            ["sh", "-c", f"{' '.join(convoso('campaigns', 'list'))} | head -3"],
+            ["sh", "-c", f"{' '.join(cli_command('campaigns', 'list'))} | head -3"],
             capture_output=True,
             text=True,
-            env=process_env(url),
+            env=cli_env(url),
             timeout=RUN_TIMEOUT,
             check=False,
         )
@@ -221,7 +210,7 @@ def test_under_cron_output_to_a_file_is_plain_utf8_lines(tmp_path: Path) -> None
         }
         with log.open("wb") as out:
             done = subprocess.run(
-                convoso("campaigns", "deactivate", "1001", "1002", "404"),
+                cli_command("campaigns", "deactivate", "1001", "1002", "404"),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.PIPE,
@@ -230,7 +219,7 @@ def test_under_cron_output_to_a_file_is_plain_utf8_lines(tmp_path: Path) -> None
                 check=False,
             )
             listed = subprocess.run(
-                convoso("campaigns", "list"),
+                cli_command("campaigns", "list"),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.PIPE,
@@ -379,7 +368,7 @@ def test_fake_server_serves_chosen_ids_and_prints_its_token(
     seed: list[str], names: list[str] | None
 ) -> None:
     process = subprocess.Popen(
-        convoso("fake-server", "--port", "0", *seed),
+        cli_command("fake-server", "--port", "0", *seed),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -388,9 +377,9 @@ def test_fake_server_serves_chosen_ids_and_prints_its_token(
         assert process.stdout is not None
         url = process.stdout.readline().strip().removeprefix("listening on ")
         assert process.stdout.readline().strip() == f"token {FakeConvoso.TOKEN}"
-        env = {**os.environ, "CONVOSO_AUTH_TOKEN": FakeConvoso.TOKEN, "CONVOSO_BASE_URL": url}
+        env = cli_env(url)
         listed = subprocess.run(
-            convoso("campaigns", "list", "--json"),
+            cli_command("campaigns", "list", "--json"),
             env=env,
             capture_output=True,
             text=True,

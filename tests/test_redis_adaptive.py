@@ -7,8 +7,6 @@ fake's own log (who arrived when, who got a 429) or on the limiters' state, with
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +15,13 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from redis_server import RedisServer, redis_server_fixture  # noqa: F401
+from redis_server import (  # noqa: F401
+    RedisServer,
+    Worker,
+    finish_workers,
+    redis_server_fixture,
+    start_worker,
+)
 
 from convoso_async._pacing.ratelimit import adaptive_rate
 from convoso_async.redis_limiter import RedisRateLimiter
@@ -28,24 +32,15 @@ pytestmark = pytest.mark.redis
 WORKER = Path(__file__).with_name("redis_adaptive_worker.py")
 
 
-def start_workers(
-    specs: list[dict[str, Any]], tmp_path: Path
-) -> list[tuple[subprocess.Popen[bytes], Path]]:
-    workers = []
-    for number, spec in enumerate(specs):
-        out = tmp_path / f"worker{number}.json"
-        argv = [sys.executable, str(WORKER), str(out), json.dumps(spec)]
-        workers.append((subprocess.Popen(argv, stderr=subprocess.PIPE), out))
-    return workers
+def start_workers(specs: list[dict[str, Any]], tmp_path: Path) -> list[Worker]:
+    return [
+        start_worker(WORKER, tmp_path / f"worker{number}.json", json.dumps(spec))
+        for number, spec in enumerate(specs)
+    ]
 
 
-def finish(workers: list[tuple[subprocess.Popen[bytes], Path]]) -> list[dict[str, Any]]:
-    results = []
-    for process, out in workers:
-        _, err = process.communicate(timeout=180)
-        assert process.returncode == 0, err.decode()
-        results.append(json.loads(out.read_text()))
-    return results
+def finish(workers: list[Worker]) -> list[dict[str, Any]]:
+    return finish_workers(workers, timeout=180)
 
 
 def specs_for(groups: list[list[str]], url: str, redis_url: str, **common: Any) -> list[Any]:

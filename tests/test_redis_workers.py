@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_server import RedisServer, redis_server_fixture  # noqa: F401
+from redis_server import (  # noqa: F401
+    RedisServer,
+    Worker,
+    finish_workers,
+    redis_server_fixture,
+    start_worker,
+)
 
 from convoso_async.testing import FakeConvoso
 
@@ -32,24 +35,26 @@ def start_workers(
     fallback_rate: float,
     groups: list[list[str]],
     tmp_path: Path,
-) -> list[tuple[subprocess.Popen[bytes], Path]]:
+) -> list[Worker]:
     key = f"convoso:test:{uuid.uuid4().hex}"
-    workers = []
-    for number, ids in enumerate(groups):
-        out = tmp_path / f"worker{number}.json"
-        argv = [str(out), url, redis_url, key, str(rate), str(SLACK), str(fallback_rate), *ids]
-        process = subprocess.Popen([sys.executable, str(WORKER), *argv], stderr=subprocess.PIPE)
-        workers.append((process, out))
-    return workers
+    return [
+        start_worker(
+            WORKER,
+            tmp_path / f"worker{number}.json",
+            url,
+            redis_url,
+            key,
+            str(rate),
+            str(SLACK),
+            str(fallback_rate),
+            *ids,
+        )
+        for number, ids in enumerate(groups)
+    ]
 
 
-def finish(workers: list[tuple[subprocess.Popen[bytes], Path]]) -> list[dict[str, Any]]:
-    results = []
-    for process, out in workers:
-        _, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err.decode()
-        results.append(json.loads(out.read_text()))
-    return results
+def finish(workers: list[Worker]) -> list[dict[str, Any]]:
+    return finish_workers(workers, timeout=120)
 
 
 def test_four_workers_stay_under_one_account_limit(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import cli_command, cli_env
 
 from convoso_async import AsyncConvoso
 from convoso_async.cli import main
@@ -160,10 +159,9 @@ def test_schedule_run_reconciles_then_stops_cleanly_on_sigterm(tmp_path: Path) -
         '[[window]]\ndays = "daily"\nstart = "12:00"\nend = "24:00"\ncampaigns = ["111", "222"]\n'
     )
     with fake.serve_in_thread() as url:
-        env = {**os.environ, "CONVOSO_AUTH_TOKEN": fake.TOKEN, "CONVOSO_BASE_URL": url}
         process = subprocess.Popen(
-            [sys.executable, "-m", "convoso_async.cli", "schedule", "run", str(schedule)],
-            env=env,
+            cli_command("schedule", "run", str(schedule)),
+            env=cli_env(url),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

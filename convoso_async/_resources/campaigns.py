@@ -50,11 +50,12 @@ def check_active(active: object) -> bool:
     return active
 
 
-def _check_concurrency(value: object) -> None:
+def _check_concurrency(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"max_concurrency must be an int, not {type(value).__name__}")
     if value < 1:
         raise ValueError(f"max_concurrency must be at least 1, not {value}")
+    return value
 
 
 class FormSender(Protocol):
@@ -192,8 +193,7 @@ class Campaigns:
             wanted = check_active(active)
             if checked.setdefault(key, wanted) != wanted:
                 raise ValueError(f"campaign {key!r} is given both states")
-        limit = self._client.max_concurrency if max_concurrency is None else max_concurrency
-        _check_concurrency(limit)
+        limit = self._concurrency(max_concurrency)
         _check_deadline(deadline)
         return await changes.apply(
             checked,
@@ -230,13 +230,18 @@ class Campaigns:
         """
         wanted = check_active(active)
         ids = _check_ids(campaign_ids)
-        limit = self._client.max_concurrency if max_concurrency is None else max_concurrency
-        _check_concurrency(limit)
+        limit = self._concurrency(max_concurrency)
         async with contextlib.aclosing(
             changes.stream(dict.fromkeys(ids, wanted), send=self._send, max_concurrency=limit)
         ) as outcomes:
             async for outcome in outcomes:
                 yield outcome
+
+    def _concurrency(self, max_concurrency: int | None) -> int:
+        """A bulk call's ``max_concurrency``, checked; the client's when it names none."""
+        return _check_concurrency(
+            self._client.max_concurrency if max_concurrency is None else max_concurrency
+        )
 
     async def _send(self, campaign_id: str, active: bool, counter: AttemptCounter | None) -> None:
         payload = await self._client._post(
