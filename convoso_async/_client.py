@@ -15,6 +15,7 @@ from typing import Any, Literal
 import httpx
 
 from ._defaults import (
+    BREAKER_FAILURE_THRESHOLD,
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -60,8 +61,9 @@ class AsyncConvoso:
             success giving back half of one), your own `RetryBudget`, or
             ``False`` to retry every failure up to ``max_retries``.
         circuit_breaker: ``True`` (default: a `CircuitBreaker` opening after
-            10 network failures, timeouts or 5xx in a row, probing again after
-            5 s), your own `CircuitBreaker`, or ``False`` for none. Both are
+            max(10, 2 x ``max_concurrency``) network failures, timeouts or 5xx
+            in a row, probing again after 5 s), your own `CircuitBreaker`, or
+            ``False`` for none. Both are
             shared by every ``with_options`` copy and every concurrent batch.
         max_response_bytes: the largest answer read (as sent, and once
             decompressed); a larger one stops being read, its connection is
@@ -105,7 +107,7 @@ class AsyncConvoso:
             auth_token=token,
             limiter=_check_limiter(rate_limit),
             pause=PauseGate(),
-            guard=_guard(retry_budget, circuit_breaker),
+            guard=_guard(retry_budget, circuit_breaker, self._max_concurrency),
         )
         self._pool = Pool(
             http_client,
@@ -287,7 +289,7 @@ def _check_count(name: str, value: object, *, minimum: int) -> int:
     return value
 
 
-def _guard(budget: object, breaker: object) -> Guard | None:
+def _guard(budget: object, breaker: object, concurrency: int) -> Guard | None:
     if budget is True:
         budget = RetryBudget()
     elif budget is False:
@@ -297,7 +299,9 @@ def _guard(budget: object, breaker: object) -> Guard | None:
             f"retry_budget must be True, False or a RetryBudget, not {type(budget).__name__}"
         )
     if breaker is True:
-        breaker = CircuitBreaker()
+        # Requests in flight together fail together when the service stalls, so a
+        # run must outlast two full rounds of them before it says "down".
+        breaker = CircuitBreaker(failure_threshold=max(BREAKER_FAILURE_THRESHOLD, 2 * concurrency))
     elif breaker is False:
         breaker = None
     elif not isinstance(breaker, CircuitBreaker):

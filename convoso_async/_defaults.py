@@ -60,8 +60,9 @@ RETRY_BUDGET_TOKENS = 50.0
 RETRY_BUDGET_REFILL = 0.5
 
 #: The circuit breaker opens after this many network failures, timeouts or
-#: 5xx in a row with no success between them (at a 10% fault rate, ten in a
-#: row happen about once in 10**10 requests), and probes again after
+#: 5xx in a row with no success between them (the client's own breaker asks
+#: for at least two rounds of ``max_concurrency``: requests in flight together
+#: fail together when the service stalls), and probes again after
 #: `BREAKER_COOLDOWN` seconds.
 BREAKER_FAILURE_THRESHOLD = 10
 BREAKER_COOLDOWN = 5.0

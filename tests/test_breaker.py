@@ -76,9 +76,9 @@ async def test_503_everywhere_opens_the_breaker_and_the_rest_fail_unsent(
             result = await c.campaigns.set_status_many(ids, False)
         assert c.circuit_breaker is not None
         assert c.circuit_breaker.state == "open"
+        threshold = c.circuit_breaker.failure_threshold
 
     check_partition(result, ids)
-    threshold = CircuitBreaker().failure_threshold
     # The run that opened it, plus what was already in flight (8) when it opened.
     assert threshold <= len(fake.requests) <= threshold + 8
     assert set(result.failed) == sent_ids(fake)
@@ -268,8 +268,10 @@ async def test_with_options_copies_and_concurrent_batches_share_one_breaker(
         with pytest.raises(CircuitOpenError):
             await c.campaigns.activate("1001")
         assert len(fake.requests) == sent
+        assert c.circuit_breaker is not None
+        threshold = c.circuit_breaker.failure_threshold
     # One run of failures across both batches opened it for both.
-    assert sent <= 10 + 2 * 8
+    assert sent <= threshold + 2 * 8
     assert sum(len(r.not_sent) for r in results) >= 40 - sent
 
 
@@ -369,3 +371,18 @@ def test_bad_guard_options_are_refused_before_anything_is_sent() -> None:
     with pytest.raises(ValueError, match="refill"):
         RetryBudget(refill=-1)
     assert issubclass(CircuitOpenError, NotSentError)
+
+
+def test_the_default_breaker_outlasts_two_rounds_of_requests_in_flight() -> None:
+    # A stall times out every request in flight at once: those failures are one
+    # event, so the default run to open is at least two full rounds of them.
+    assert AsyncConvoso("t" * 20).circuit_breaker.failure_threshold == 16  # type: ignore[union-attr]
+    wide = AsyncConvoso("t" * 20, max_concurrency=32)
+    assert wide.circuit_breaker is not None
+    assert wide.circuit_breaker.failure_threshold == 64
+    narrow = AsyncConvoso("t" * 20, max_concurrency=2)
+    assert narrow.circuit_breaker is not None
+    assert narrow.circuit_breaker.failure_threshold == CircuitBreaker().failure_threshold == 10
+    own = AsyncConvoso("t" * 20, max_concurrency=32, circuit_breaker=CircuitBreaker(5))
+    assert own.circuit_breaker is not None
+    assert own.circuit_breaker.failure_threshold == 5
