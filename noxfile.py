@@ -1,6 +1,9 @@
-"""The project's entry points: `nox -s tests lint typecheck`, `nox -s bench`, `nox -s stress`."""
+"""The project's entry points: `nox -s tests lint typecheck`, `nox -s fuzz`, `nox -s bench`,
+`nox -s stress`."""
 
 from __future__ import annotations
+
+import os
 
 import nox
 
@@ -26,6 +29,20 @@ def stress(session: nox.Session) -> None:
     """
     session.install("-e", ".[test]")
     session.run("python", "tests/stress_suite.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """The property tests, exploring: a random seed and 10x the examples (``CONVOSO_FUZZ_SCALE``).
+
+    ``nox -s tests`` runs the same tests derandomized, so CI is the same every run; this
+    session looks for new failures. A failure is kept in ``.hypothesis/`` and replayed
+    first by the next run; the output also prints ``--hypothesis-seed=N`` to replay the run.
+    """
+    session.install("-e", ".[test]")
+    session.env["CONVOSO_HYPOTHESIS_PROFILE"] = "explore"
+    session.env["CONVOSO_FUZZ_SCALE"] = os.environ.get("CONVOSO_FUZZ_SCALE", "10")
+    session.run("pytest", "tests/test_fuzz.py", "tests/test_schedule.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -7,13 +7,13 @@ share the pool, the rate limiter and the 429 pause.
 
 from __future__ import annotations
 
-import math
 import os
 from types import TracebackType
 from typing import Any, Literal
 
 import httpx
 
+from ._checks import check_concurrency, check_count, check_number, check_retries
 from ._defaults import (
     BREAKER_FAILURE_THRESHOLD,
     DEFAULT_BASE_URL,
@@ -23,6 +23,7 @@ from ._defaults import (
     DEFAULT_TIMEOUT,
     ENV_AUTH_TOKEN,
     ENV_BASE_URL,
+    MAX_RESPONSE_BYTES_LIMIT,
 )
 from ._errors import ConfigurationError
 from ._http.pipeline import AttemptCounter, Pipeline
@@ -99,9 +100,14 @@ class AsyncConvoso:
             raise ConfigurationError(
                 f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
             )
+        # Every number is checked before anything computes with it (the
+        # breaker's threshold is derived from max_concurrency, say).
         self._timeout = _check_timeout(timeout)
-        self._policy = RetryPolicy(_check_count("max_retries", max_retries, minimum=0))
-        self._max_concurrency = _check_count("max_concurrency", max_concurrency, minimum=1)
+        self._policy = RetryPolicy(check_retries(max_retries))
+        self._max_concurrency = check_concurrency(max_concurrency)
+        response_cap = check_count(
+            "max_response_bytes", max_response_bytes, minimum=1, maximum=MAX_RESPONSE_BYTES_LIMIT
+        )
         self._pipeline = Pipeline(
             base_url=root,
             auth_token=token,
@@ -113,7 +119,7 @@ class AsyncConvoso:
             http_client,
             self._max_concurrency,
             base_url=root,
-            max_response_bytes=_check_count("max_response_bytes", max_response_bytes, minimum=1),
+            max_response_bytes=response_cap,
         )
         self._owner = True
         self.campaigns = Campaigns(self)
@@ -177,9 +183,9 @@ class AsyncConvoso:
         if timeout is not None:
             copy._timeout = _check_timeout(timeout)
         if max_retries is not None:
-            copy._policy = RetryPolicy(_check_count("max_retries", max_retries, minimum=0))
+            copy._policy = RetryPolicy(check_retries(max_retries))
         if max_concurrency is not None:
-            copy._max_concurrency = _check_count("max_concurrency", max_concurrency, minimum=1)
+            copy._max_concurrency = check_concurrency(max_concurrency)
         if rate_limit is not None:
             copy._pipeline = self._pipeline.with_limiter(_check_limiter(rate_limit))
         copy._owner = False
@@ -268,25 +274,7 @@ def _check_base_url(url: object) -> str:
 
 
 def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise ConfigurationError(
-            f"timeout must be a number of seconds, not {type(timeout).__name__}"
-        )
-    try:
-        finite = math.isfinite(timeout)
-    except OverflowError:  # an int too large for a float
-        finite = False
-    if not finite or timeout <= 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    return float(timeout)
-
-
-def _check_count(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, not {value}")
-    return value
+    return check_number("timeout", timeout)
 
 
 def _guard(budget: object, breaker: object, concurrency: int) -> Guard | None:
@@ -314,7 +302,4 @@ def _guard(budget: object, breaker: object, concurrency: int) -> Guard | None:
 
 
 def _check_limiter(rate_limit: object) -> RateLimiter | None:
-    try:
-        return limiter_from_option(rate_limit)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ConfigurationError(str(exc)) from None
+    return limiter_from_option(rate_limit)  # type: ignore[arg-type]

@@ -28,6 +28,17 @@ DEFAULT_MAX_RETRIES = 3
 #: Status requests in flight at once in bulk work; also the connection pool size.
 DEFAULT_MAX_CONCURRENCY = 8
 
+#: The most ``max_concurrency`` may be: each request in flight holds a connection (a file
+#: descriptor; 1,024 is a process's usual limit), and no account's rate limit needs more.
+MAX_CONCURRENCY_LIMIT = 1000
+
+#: The most ``max_retries`` may be: with the backoff capped at `RETRY_MAX_BACKOFF` seconds,
+#: 100 retries already wait up to ~13 minutes, and the retry budget allows 50 in a burst.
+MAX_RETRIES_LIMIT = 100
+
+#: The largest ``max_response_bytes`` (1 TiB): past it the cap means nothing.
+MAX_RESPONSE_BYTES_LIMIT = 2**40
+
 #: Backoff before retry n (1-based) is uniform in [0, min(cap, initial * 2**(n-1))].
 RETRY_INITIAL_BACKOFF = 0.5
 RETRY_MAX_BACKOFF = 8.0

@@ -49,8 +49,12 @@ def _restore(
     return error
 
 
-class ConfigurationError(ConvosoError):
-    """The client (or a schedule) is set up wrongly; nothing was sent."""
+class ConfigurationError(ConvosoError, ValueError):
+    """The client (or a schedule, or a call's option) is set up wrongly; nothing was sent.
+
+    Also a ``ValueError``, so code that caught the ``ValueError`` a bad option
+    once raised keeps working.
+    """
 
 
 class APIError(ConvosoError):

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import anyio.lowlevel
 import httpx
+import hypothesis_profiles  # noqa: F401  (loads the Hypothesis profile before any test)
 import pytest
 import respx
 

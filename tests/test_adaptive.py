@@ -84,13 +84,13 @@ def test_rate_limit_auto_makes_an_adaptive_limiter_at_the_documented_start() -> 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
-        ({"start": 0}, ValueError),
-        ({"start": 5, "floor": 10}, ValueError),
-        ({"start": 50, "ceiling": 20}, ValueError),
-        ({"start": True}, TypeError),
-        ({"start": "10"}, TypeError),
-        ({"start": float("nan")}, ValueError),
-        ({"period": 0}, ValueError),
+        ({"start": 0}, ConfigurationError),
+        ({"start": 5, "floor": 10}, ConfigurationError),
+        ({"start": 50, "ceiling": 20}, ConfigurationError),
+        ({"start": True}, ConfigurationError),
+        ({"start": "10"}, ConfigurationError),
+        ({"start": float("nan")}, ConfigurationError),
+        ({"period": 0}, ConfigurationError),
     ],
 )
 def test_adaptive_limiter_refuses_bad_bounds(kwargs: dict[str, object], error: type) -> None:

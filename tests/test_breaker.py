@@ -360,15 +360,15 @@ def test_bad_guard_options_are_refused_before_anything_is_sent() -> None:
         AsyncConvoso("t" * 12, circuit_breaker="yes")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="retry_budget"):
         AsyncConvoso("t" * 12, retry_budget=10)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="failure_threshold"):
+    with pytest.raises(ConfigurationError, match="failure_threshold"):
         CircuitBreaker(failure_threshold=0)
-    with pytest.raises(TypeError, match="failure_threshold"):
+    with pytest.raises(ConfigurationError, match="failure_threshold"):
         CircuitBreaker(failure_threshold=2.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="cooldown"):
+    with pytest.raises(ConfigurationError, match="cooldown"):
         CircuitBreaker(cooldown=float("inf"))
-    with pytest.raises(ValueError, match="tokens"):
+    with pytest.raises(ConfigurationError, match="tokens"):
         RetryBudget(tokens=0)
-    with pytest.raises(ValueError, match="refill"):
+    with pytest.raises(ConfigurationError, match="refill"):
         RetryBudget(refill=-1)
     assert issubclass(CircuitOpenError, NotSentError)
 

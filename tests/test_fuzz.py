@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
+import math
 import pickle
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,8 +27,9 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 import convoso_async
 from convoso_async import (
@@ -42,13 +44,13 @@ from convoso_async import (
     ServerError,
 )
 from convoso_async._bulk.changes import BATCH_FATAL
-from convoso_async._defaults import RETRY_AFTER_CAP
+from convoso_async._defaults import MAX_CONCURRENCY_LIMIT, MAX_RETRIES_LIMIT, RETRY_AFTER_CAP
 
 TOKEN = "fuzz-token-7d0c9b1e"
 BASE_URL = "https://api.fuzz.invalid/v1"
 
 FUZZ = settings(
-    max_examples=300,
+    max_examples=examples(300),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -423,12 +425,16 @@ def expected_ids(items: Iterable[object]) -> list[str] | None:
 
 
 def valid_concurrency(value: object) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+    return value is None or (
+        isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000
+    )
 
 
 def check_refused(outcome: object, server: Server) -> None:
+    """Refused before sending: bad data as TypeError/ValueError, a bad option as a
+    ConfigurationError (also a ValueError); never an error that claims an answer."""
     assert isinstance(outcome, (TypeError, ValueError)), f"expected a refusal, got {outcome!r}"
-    assert not isinstance(outcome, ConvosoError)
+    assert not isinstance(outcome, ConvosoError) or isinstance(outcome, ConfigurationError)
     assert server.requests == [], "a refused call sent a request"
 
 
@@ -589,25 +595,31 @@ def test_iter_set_status_refuses_bad_arguments_before_sending(
         check_sent(server, dict.fromkeys(wanted, active))
 
 
-def is_huge(value: object) -> bool:
-    """A number at or past 2**62: beyond float range, or beyond a C ssize_t once floored."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return abs(value) >= 2**62  # False for NaN
-
-
 @FUZZ
 @given(
-    timeout=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5), anything),
-    max_retries=st.one_of(st.integers(-3, 10), anything),
-    max_concurrency=st.one_of(st.integers(-3, 64), anything),
-    rate_limit=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), anything),
+    timeout=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.integers(-5, 5), anything
+    ),
+    max_retries=st.one_of(st.integers(-3, 10), st.integers(), anything),
+    max_concurrency=st.one_of(st.integers(-3, 64), st.integers(), anything),
+    rate_limit=st.one_of(
+        st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(), anything
+    ),
+    max_response_bytes=st.one_of(st.integers(-3, 2**41), st.integers(), anything),
 )
+# What exploring found (issue 25): a concurrency past float range reached the breaker's
+# arithmetic as an OverflowError, and huge counts were accepted. Pinned, with neighbours.
+@example(10, 3, 10**400, None, 1024).via("a concurrency past float range")
+@example(10, 3, 10**20, None, 1024).via("a concurrency no pool can hold")
+@example(10, 10**400, 8, None, 1024).via("a retry count past float range")
+@example(10**400, 3, 8, 10**400, 10**400).via("every number past float range")
 def test_client_options_of_any_type_raise_only_configuration_error(
-    timeout: object, max_retries: object, max_concurrency: object, rate_limit: object
+    timeout: object,
+    max_retries: object,
+    max_concurrency: object,
+    rate_limit: object,
+    max_response_bytes: object,
 ) -> None:
-    # Numbers too large to handle have their own test below.
-    assume(not any(is_huge(value) for value in (timeout, rate_limit)))
     try:
         client = AsyncConvoso(
             TOKEN,
@@ -616,12 +628,22 @@ def test_client_options_of_any_type_raise_only_configuration_error(
             max_retries=max_retries,  # type: ignore[arg-type]
             max_concurrency=max_concurrency,  # type: ignore[arg-type]
             rate_limit=rate_limit,  # type: ignore[arg-type]
+            max_response_bytes=max_response_bytes,  # type: ignore[arg-type]
         )
     except ConfigurationError:
         return  # refused, as documented; any other exception fails the test
-    assert client.timeout > 0
-    assert client.max_retries >= 0
-    assert client.max_concurrency >= 1
+    assert 0 < client.timeout < math.inf
+    assert 0 <= client.max_retries <= MAX_RETRIES_LIMIT
+    assert 1 <= client.max_concurrency <= MAX_CONCURRENCY_LIMIT
+    # Every copy checks what it is given as the client does.
+    try:
+        client.with_options(
+            timeout=timeout,  # type: ignore[arg-type]
+            max_retries=max_retries,  # type: ignore[arg-type]
+            max_concurrency=max_concurrency,  # type: ignore[arg-type]
+        )
+    except ConfigurationError:  # pragma: no cover - the same values passed the client
+        raise AssertionError("with_options refused what the client took") from None
 
 
 # -- what hypothesis found: each pinned as one plain example ---------------------------------
@@ -649,10 +671,72 @@ def test_an_id_that_cannot_be_encoded_is_refused_before_anything_is_sent() -> No
 
 
 @pytest.mark.parametrize(
-    ("option", "value"),
-    [("timeout", 10**400), ("rate_limit", 10**400), ("rate_limit", 2**63), ("rate_limit", 1e30)],
+    ("option", "value", "range_said"),
+    [
+        ("timeout", 10**400, "more than 0"),
+        ("timeout", float("inf"), "more than 0"),
+        ("rate_limit", 10**400, "at most 1e+06"),
+        ("rate_limit", 2**63, "at most 1e+06"),
+        ("rate_limit", 1e30, "at most 1e+06"),
+        ("max_concurrency", 10**400, "at least 1 and at most 1000"),
+        ("max_concurrency", 10**20, "at least 1 and at most 1000"),
+        ("max_concurrency", 1001, "at least 1 and at most 1000"),
+        ("max_concurrency", 0, "at least 1 and at most 1000"),
+        ("max_retries", 10**400, "at least 0 and at most 100"),
+        ("max_retries", 101, "at least 0 and at most 100"),
+        ("max_retries", -1, "at least 0 and at most 100"),
+        ("max_response_bytes", 10**400, "at least 1 and at most"),
+        ("max_response_bytes", 2**40 + 1, "at least 1 and at most"),
+    ],
 )
-def test_an_option_too_large_to_handle_is_a_configuration_error(option: str, value: float) -> None:
+def test_an_option_out_of_range_is_a_configuration_error_that_says_the_range(
+    option: str, value: float, range_said: str
+) -> None:
     options: dict[str, Any] = {option: value}
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match=option) as raised:
         AsyncConvoso(TOKEN, base_url=BASE_URL, **options)
+    assert range_said in str(raised.value)
+    assert len(str(raised.value)) < 200, "a huge number is not spelled out"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("max_concurrency", 1000), ("max_concurrency", 1), ("max_retries", 100), ("max_retries", 0)],
+)
+def test_the_bounds_of_a_range_are_accepted(option: str, value: int) -> None:
+    options: dict[str, Any] = {option: value}
+    client = AsyncConvoso(TOKEN, base_url=BASE_URL, **options)
+    assert getattr(client, option) == value
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: convoso_async.CircuitBreaker(cooldown=10**400), "cooldown"),
+        (lambda: convoso_async.RetryBudget(tokens=10**400), "tokens"),
+        (lambda: convoso_async.Limiter(10**400), "rate"),
+        (lambda: convoso_async.Limiter(5, period=10**400), "period"),
+        (lambda: convoso_async.AdaptiveLimiter(ceiling=10**400), "ceiling"),
+    ],
+)
+def test_a_pacing_option_past_float_range_is_a_configuration_error(
+    make: Callable[[], object], name: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        make()
+
+
+@pytest.mark.parametrize("deadline", [10**400, float("inf"), float("nan"), 0])
+def test_a_bulk_deadline_out_of_range_is_refused_before_anything_is_sent(deadline: object) -> None:
+    server = Server()
+    outcome = run_against(
+        server,
+        lambda client: client.campaigns.set_status_many(
+            ["1001"],
+            True,
+            deadline=deadline,  # type: ignore[arg-type]
+        ),
+    )
+    assert isinstance(outcome, ConfigurationError), repr(outcome)
+    assert "deadline" in str(outcome)
+    assert server.requests == []

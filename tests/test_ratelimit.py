@@ -172,15 +172,15 @@ async def test_cancelled_acquire_leaves_the_limiter_usable_and_paced() -> None:
 @pytest.mark.parametrize(
     ("rate", "error"),
     [
-        (0, ValueError),
-        (-1, ValueError),
-        (math.nan, ValueError),
-        (math.inf, ValueError),
-        (-math.inf, ValueError),
-        ("5", TypeError),
-        (True, TypeError),
-        (None, TypeError),
-        ([5], TypeError),
+        (0, ConfigurationError),
+        (-1, ConfigurationError),
+        (math.nan, ConfigurationError),
+        (math.inf, ConfigurationError),
+        (-math.inf, ConfigurationError),
+        ("5", ConfigurationError),
+        (True, ConfigurationError),
+        (None, ConfigurationError),
+        ([5], ConfigurationError),
     ],
 )
 def test_limiter_refuses_a_rate_that_is_not_a_positive_finite_number(
@@ -220,20 +220,20 @@ def test_rate_limit_option_object_with_acquire_is_used_as_given() -> None:
 @pytest.mark.parametrize(
     ("option", "error"),
     [
-        ("5", TypeError),
-        (True, TypeError),
-        ([5], TypeError),
-        (object(), TypeError),
-        (0, ValueError),
-        (-3, ValueError),
-        (math.nan, ValueError),
-        (math.inf, ValueError),
+        ("5", ConfigurationError),
+        (True, ConfigurationError),
+        ([5], ConfigurationError),
+        (object(), ConfigurationError),
+        (0, ConfigurationError),
+        (-3, ConfigurationError),
+        (math.nan, ConfigurationError),
+        (math.inf, ConfigurationError),
     ],
 )
 def test_rate_limit_option_refuses_anything_else(option: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         limiter_from_option(option)  # type: ignore[arg-type]
-    # The client reports the same mistake as a configuration error, before any request.
+    # The client reports the same mistake, before any request.
     with pytest.raises(ConfigurationError):
         AsyncConvoso(TOKEN, base_url=BASE_URL, rate_limit=option)  # type: ignore[arg-type]
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from convoso_async._errors import ConfigurationError
 from convoso_async.schedule import Schedule, ScheduleError, Window
@@ -551,7 +552,7 @@ def window_specs(draw: st.DrawFn) -> Window:
     )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     windows=st.lists(window_specs(), min_size=1, max_size=3),
     near=st.sampled_from(DST_INSTANTS),

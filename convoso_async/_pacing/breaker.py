@@ -31,9 +31,9 @@ empties) and one INFO line when it closes (or refills).
 
 from __future__ import annotations
 
-import math
 import time
 
+from convoso_async._checks import check_count, check_number
 from convoso_async._defaults import (
     BREAKER_COOLDOWN,
     BREAKER_FAILURE_THRESHOLD,
@@ -51,15 +51,6 @@ def counts_as_outage(error: BaseException) -> bool:
     return isinstance(error, (APIConnectionError, ServerError))
 
 
-def _check(name: str, value: float, *, minimum: float, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-    if integer and not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name} must be a finite number at least {minimum:g}, not {value!r}")
-
-
 class RetryBudget:
     """A token bucket for retries: a retry takes a token, an answer gives back ``refill``.
 
@@ -75,10 +66,8 @@ class RetryBudget:
     def __init__(
         self, tokens: float = RETRY_BUDGET_TOKENS, refill: float = RETRY_BUDGET_REFILL
     ) -> None:
-        _check("tokens", tokens, minimum=1)
-        _check("refill", refill, minimum=0)
-        self.capacity = float(tokens)
-        self.refill = float(refill)
+        self.capacity = check_number("tokens", tokens, minimum=1, above=False, unit="retries")
+        self.refill = check_number("refill", refill, above=False, unit="retries")
         self._tokens = self.capacity
         self._empty = False
 
@@ -135,10 +124,8 @@ class CircuitBreaker:
         failure_threshold: int = BREAKER_FAILURE_THRESHOLD,
         cooldown: float = BREAKER_COOLDOWN,
     ) -> None:
-        _check("failure_threshold", failure_threshold, minimum=1, integer=True)
-        _check("cooldown", cooldown, minimum=0)
-        self.failure_threshold = failure_threshold
-        self.cooldown = float(cooldown)
+        self.failure_threshold = check_count("failure_threshold", failure_threshold, minimum=1)
+        self.cooldown = check_number("cooldown", cooldown, above=False)
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False

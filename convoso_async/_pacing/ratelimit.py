@@ -18,7 +18,9 @@ from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 import anyio
 
+from convoso_async._checks import check_number
 from convoso_async._defaults import AUTO_RATE_CEILING, AUTO_RATE_FLOOR, AUTO_RATE_START
+from convoso_async._errors import ConfigurationError
 
 __all__ = [
     "AdaptiveLimiter",
@@ -97,16 +99,8 @@ class Limiter:
     """
 
     def __init__(self, rate: float, *, period: float = 1.0) -> None:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-            raise TypeError(f"rate must be a number of requests, not {type(rate).__name__}")
-        if not 0 < rate <= MAX_RATE or not math.isfinite(rate):
-            raise ValueError(
-                f"rate must be a positive number of requests up to {MAX_RATE:g}, not {rate!r}"
-            )
-        if not 0 < period <= MAX_PERIOD:
-            raise ValueError(f"period must be a positive finite number of seconds, not {period!r}")
-        self.rate = float(rate)
-        self.period = float(period)
+        rate = self.rate = check_number("rate", rate, maximum=MAX_RATE, unit="requests")
+        period = self.period = check_number("period", period, maximum=MAX_PERIOD)
         self._window = period + max(period * WINDOW_SLACK, MIN_SLACK_SECONDS)
         self._interval = self._window / rate
         self._catch_up = max(self._interval, self._window * CATCH_UP)
@@ -293,16 +287,10 @@ class AdaptiveLimiter:
         period: float = 1.0,
     ) -> None:
         start, floor, ceiling = check_rate_bounds(start, floor, ceiling)
-        if (
-            isinstance(period, bool)
-            or not isinstance(period, (int, float))
-            or not 0 < period <= MAX_PERIOD
-        ):
-            raise ValueError(f"period must be a positive finite number of seconds, not {period!r}")
         self.start = start
         self.floor = floor
         self.ceiling = ceiling
-        self.period = float(period)
+        self.period = check_number("period", period, maximum=MAX_PERIOD)
         #: How many times a 429 lowered the rate.
         self.decreases = 0
         self._low = start
@@ -401,16 +389,10 @@ def check_rate_bounds(start: object, floor: object, ceiling: object) -> tuple[fl
     """Check an adaptive limiter's start, floor and ceiling; return them as floats."""
     values = []
     for name, value in (("start", start), ("floor", floor), ("ceiling", ceiling)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number of requests, not {type(value).__name__}")
-        if not 0 < value <= MAX_RATE or not math.isfinite(value):
-            raise ValueError(
-                f"{name} must be a positive number of requests up to {MAX_RATE:g}, not {value!r}"
-            )
-        values.append(float(value))
+        values.append(check_number(name, value, maximum=MAX_RATE, unit="requests"))
     low, high = values[1], values[2]
     if not low <= values[0] <= high:
-        raise ValueError(
+        raise ConfigurationError(
             f"start must lie between floor and ceiling: floor={low:g}, start={values[0]:g}, "
             f"ceiling={high:g}"
         )
@@ -428,8 +410,8 @@ def limiter_from_option(
     if rate_limit == "auto":
         return AdaptiveLimiter()
     if isinstance(rate_limit, bool) or not isinstance(rate_limit, (int, float)):
-        raise TypeError(
+        raise ConfigurationError(
             'rate_limit must be None, a number of requests per second, "auto", or an object '
             f"with an async acquire() method; got {type(rate_limit).__name__}"
         )
-    return Limiter(rate_limit)
+    return Limiter(check_number("rate_limit", rate_limit, maximum=MAX_RATE, unit="requests"))

@@ -9,12 +9,12 @@ mapping happen below it (`convoso_async._http.pipeline`); bulk accounting beside
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from convoso_async._bulk import changes
 from convoso_async._bulk.changes import BatchProgress, BatchResult, StatusOutcome
+from convoso_async._checks import check_concurrency, check_number
 from convoso_async._errors import ResponseDecodeError
 from convoso_async._http.pipeline import AttemptCounter
 from convoso_async._models import Campaign, structure
@@ -48,14 +48,6 @@ def check_active(active: object) -> bool:
             "strings and numbers are refused so that 'false' can never activate a campaign"
         )
     return active
-
-
-def _check_concurrency(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"max_concurrency must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"max_concurrency must be at least 1, not {value}")
-    return value
 
 
 class FormSender(Protocol):
@@ -239,7 +231,7 @@ class Campaigns:
 
     def _concurrency(self, max_concurrency: int | None) -> int:
         """A bulk call's ``max_concurrency``, checked; the client's when it names none."""
-        return _check_concurrency(
+        return check_concurrency(
             self._client.max_concurrency if max_concurrency is None else max_concurrency
         )
 
@@ -259,12 +251,8 @@ class Campaigns:
 
 
 def _check_deadline(deadline: object) -> None:
-    if deadline is None:
-        return
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-        raise TypeError(f"deadline must be a number of seconds, not {type(deadline).__name__}")
-    if not math.isfinite(deadline) or deadline <= 0:
-        raise ValueError(f"deadline must be a positive number of seconds, not {deadline!r}")
+    if deadline is not None:
+        check_number("deadline", deadline)
 
 
 def _check_ids(campaign_ids: Iterable[str | int]) -> list[str]:

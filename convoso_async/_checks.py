@@ -1,0 +1,91 @@
+"""Checks of the options a caller gives: one place, one error type, the range in every message.
+
+The rule: an option that says *how* to work (a timeout, a retry count, a
+concurrency, a rate, a deadline, a budget) is checked here, wherever it is
+given (the client, ``with_options``, a bulk call, a limiter, the command
+line), and a mistake is a `ConfigurationError` that names the option and its
+range. What says *what* to change (campaign ids, ``active``) is checked by the
+resource and refused with ``TypeError``/``ValueError``, as the design says.
+
+Every check runs before any arithmetic on the value: a Python int can be far
+larger than any float (``10**400``), so numbers are compared as they are and
+converted only once known to be in range.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._defaults import MAX_CONCURRENCY_LIMIT, MAX_RETRIES_LIMIT
+from ._errors import ConfigurationError
+
+__all__ = ["check_concurrency", "check_count", "check_number", "check_retries"]
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
+
+
+def _shown(value: float) -> str:
+    # An int past float range is not spelled out (10**400 would be 401 digits, or
+    # more than int-to-str conversion allows).
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return "a number too large" if value > 0 else "a number too small"
+    return repr(value)
+
+
+def _range(minimum: float, maximum: float | None, *, above: bool) -> str:
+    low = f"more than {minimum:g}" if above else f"at least {minimum:g}"
+    return low if maximum is None else f"{low} and at most {maximum:g}"
+
+
+def check_count(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    """An int in ``[minimum, maximum]`` (``bool`` is refused: ``True`` is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an int, not {_kind(value)}")
+    if value < minimum or (maximum is not None and value > maximum):
+        shown = _shown(value)
+        raise ConfigurationError(
+            f"{name} must be an int {_range(minimum, maximum, above=False)}, not {shown}"
+        )
+    return value
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    minimum: float = 0.0,
+    above: bool = True,
+    maximum: float | None = None,
+    unit: str = "seconds",
+) -> float:
+    """A finite number more than (``above``) or at least ``minimum``, at most ``maximum``.
+
+    Returned as a float; an int too large for a float is out of range, not an
+    ``OverflowError``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number of {unit}, not {_kind(value)}")
+    wanted = _range(minimum, maximum, above=above)
+    low = value <= minimum if above else value < minimum
+    high = maximum is not None and value > maximum
+    if isinstance(value, int) and not (low or high):
+        try:
+            value = float(value)
+        except OverflowError:
+            high = True
+    if low or high or not math.isfinite(value):
+        shown = _shown(value)
+        raise ConfigurationError(f"{name} must be a finite number of {unit} {wanted}, not {shown}")
+    return float(value)
+
+
+def check_concurrency(max_concurrency: object) -> int:
+    """``max_concurrency``, as the client, ``with_options`` and every bulk call take it."""
+    return check_count("max_concurrency", max_concurrency, minimum=1, maximum=MAX_CONCURRENCY_LIMIT)
+
+
+def check_retries(max_retries: object) -> int:
+    """``max_retries``, as the client and ``with_options`` take it."""
+    return check_count("max_retries", max_retries, minimum=0, maximum=MAX_RETRIES_LIMIT)
