@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 
-import httpx
-
 #: Convoso's public API root. Paths such as ``/campaigns/search`` are appended.
 DEFAULT_BASE_URL = "https://api.convoso.com/v1"
 
@@ -57,12 +55,12 @@ def _package_version() -> str:
         return "0+unknown"
 
 
-#: What the client's own requests say they are, as peers do (name/version, the
-#: language and the HTTP library): ``convoso-async/0.1.0 python/3.11 httpx/0.28.1``.
-#: A caller's own ``http_client`` keeps its own User-Agent.
-USER_AGENT = (
-    f"convoso-async/{_package_version()} "
-    f"python/{'.'.join(platform.python_version_tuple()[:2])} httpx/{httpx.__version__}"
+#: What the client's own requests say they are, as peers do: the library and the
+#: language, then the HTTP library in use (``convoso-async/0.1.0 python/3.11
+#: httpx2/2.16.2``, or ``aiohttp/3.14.5`` with the opt-in). A caller's own
+#: ``http_client`` keeps its own User-Agent.
+USER_AGENT_PREFIX = (
+    f"convoso-async/{_package_version()} python/{'.'.join(platform.python_version_tuple()[:2])}"
 )
 #: A retry budget (token bucket): retries a burst of failures may use, and the
 #: share of a retry each success gives back. 0.5 allows one retry per two

@@ -297,7 +297,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"convoso {convoso_async.__version__} (convoso-async; Python ")
-    assert "httpx " in out
+    assert "httpx2 " in out
 
 
 @pytest.mark.parametrize("where", ["before", "after", "both"])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import httpx
+import httpx2
 import pytest
 import respx
 
 import convoso_async
 from convoso_async import APIConnectionError, AsyncConvoso, ConfigurationError, Limiter
 from convoso_async._defaults import DEFAULT_BASE_URL
+from convoso_async._http.httpx_sender import HttpxSender
 
 BASE = "https://api.test.invalid/v1"
 
@@ -101,23 +103,42 @@ async def test_caller_owned_http_client_is_never_closed(api: respx.MockRouter) -
 @pytest.mark.anyio
 async def test_own_http_client_is_closed_on_exit(api: respx.MockRouter) -> None:
     client = AsyncConvoso("t", base_url=BASE)
-    http = client._pool.get()
+    sender = client._pool.sender()
+    assert isinstance(sender, HttpxSender)
     await client.aclose()
-    assert http.is_closed
+    assert sender.client.is_closed
 
 
 @pytest.mark.anyio
-async def test_default_transport_is_aiohttp_on_asyncio_and_httpx_on_trio(
+async def test_the_default_client_is_a_stock_httpx2_client_sized_by_max_concurrency(
     anyio_backend: str,
 ) -> None:
     client = AsyncConvoso("t", base_url=BASE, max_concurrency=13)
-    http = client._pool.get()
-    transport = http._transport
+    sender = client._pool.sender()
+    assert isinstance(sender, HttpxSender)
+    assert type(sender.client) is httpx2.AsyncClient
+    transport = sender.client._transport
+    assert type(transport) is httpx2.AsyncHTTPTransport
+    assert transport._pool._max_connections == 13
+    assert transport._pool._max_keepalive_connections == 13
+    await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_aiohttp_opt_in_sends_on_asyncio_and_steps_aside_to_httpx2_on_trio(
+    anyio_backend: str,
+) -> None:
+    pytest.importorskip("aiohttp")
+    from convoso_async._http.aiohttp_sender import AiohttpSender
+
+    client = AsyncConvoso("t", base_url=BASE, max_concurrency=13, transport="aiohttp")
+    sender = client._pool.sender()
     if anyio_backend == "asyncio":
-        assert type(transport).__name__ == "AiohttpTransport"
-        assert transport.max_connections == 13  # type: ignore[attr-defined]
+        assert isinstance(sender, AiohttpSender)
+        assert sender.size == 13
     else:
-        assert isinstance(transport, httpx.AsyncHTTPTransport)
+        assert isinstance(sender, HttpxSender)
+        assert type(sender.client._transport) is httpx2.AsyncHTTPTransport
     await client.aclose()
 
 

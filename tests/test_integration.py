@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx2
 import pytest
 
 import convoso_async
 from convoso_async import AsyncConvoso, CampaignNotFoundError, ConvosoError
+from convoso_async._http.httpx_sender import HttpxSender
 from convoso_async.testing import FakeConvoso, Fault, FaultKind
 
 pytestmark = pytest.mark.anyio
@@ -30,8 +32,10 @@ async def test_search_single_and_bulk_over_loopback(anyio_backend: str) -> None:
         assert sorted(result.succeeded) == sorted(ids)
         assert list(result.failed) == ["404"]
         assert set(fake.statuses().values()) == {"Y"}
-        expected = "AiohttpTransport" if anyio_backend == "asyncio" else "AsyncHTTPTransport"
-        assert type(convoso._pool.get()._transport).__name__ == expected
+        # The default client is a stock httpx2 client, on either backend.
+        sender = convoso._pool.sender()
+        assert isinstance(sender, HttpxSender)
+        assert type(sender.client._transport) is httpx2.AsyncHTTPTransport
     assert all(not r.token_in_query and r.token_ok for r in fake.requests)
 
 

@@ -10,13 +10,15 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import httpx2
 import pytest
 
 import convoso_async
 from convoso_async import AsyncConvoso
-from convoso_async._defaults import USER_AGENT
+from convoso_async._http.families import HTTPX2
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,11 +57,13 @@ def recorder() -> Iterator[tuple[str, list[dict[str, str]]]]:
         thread.join(10)
 
 
-def test_the_user_agent_names_the_version_python_and_httpx() -> None:
-    python = ".".join(platform.python_version_tuple()[:2])
-    assert (
-        f"convoso-async/{convoso_async.__version__} python/{python} httpx/{httpx.__version__}"
-    ) == USER_AGENT
+PYTHON = ".".join(platform.python_version_tuple()[:2])
+PREFIX = f"convoso-async/{convoso_async.__version__} python/{PYTHON}"
+USER_AGENT = f"{PREFIX} httpx2/{httpx2.__version__}"
+
+
+def test_the_user_agent_names_the_version_python_and_the_http_library() -> None:
+    assert HTTPX2.user_agent == USER_AGENT
     assert importlib.metadata.version("convoso-async") == convoso_async.__version__
 
 
@@ -74,12 +78,27 @@ async def test_the_client_sends_its_user_agent_on_the_wire(
 
 
 @pytest.mark.anyio
-async def test_a_callers_own_http_client_keeps_its_user_agent(
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # on trio, the opt-in is httpx2
+async def test_the_aiohttp_opt_in_names_aiohttp_in_its_user_agent(
     anyio_backend: str, recorder: tuple[str, list[dict[str, str]]]
+) -> None:
+    aiohttp = pytest.importorskip("aiohttp")
+    url, seen = recorder
+    async with AsyncConvoso("t" * 20, base_url=url, transport="aiohttp") as convoso:
+        assert await convoso.campaigns.search() == []
+    assert [headers["user-agent"] for headers in seen] == [
+        f"{PREFIX} aiohttp/{aiohttp.__version__}"
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("family", [httpx2, httpx], ids=["httpx2", "httpx"])
+async def test_a_callers_own_http_client_keeps_its_user_agent(
+    anyio_backend: str, recorder: tuple[str, list[dict[str, str]]], family: Any
 ) -> None:
     url, seen = recorder
     async with (
-        httpx.AsyncClient(headers={"User-Agent": "my-app/2"}) as http,
+        family.AsyncClient(headers={"User-Agent": "my-app/2"}) as http,
         AsyncConvoso("t" * 20, base_url=url, http_client=http) as convoso,
     ):
         await convoso.campaigns.search()

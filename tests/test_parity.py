@@ -1,11 +1,13 @@
-"""The default client behaves as ``http_client=httpx.AsyncClient()`` does, on the wire and after.
+"""The client's own pool behaves as ``httpx2.AsyncClient()`` does, on the wire and after.
 
-Every case runs the same calls twice over real loopback sockets, once with
-the client's own transport and once with a stock ``httpx.AsyncClient``, and
-asserts the same outcome: the result or error (type, status, Retry-After),
-the requests the server saw (request line, headers but the user agent, body),
-and what a proxy or TLS server saw. Each case also pins the expected outcome,
-so both paths agreeing on a wrong answer fails too.
+Every case runs the same calls over real loopback sockets with the client's
+own pool (stock httpx2, the default), with the aiohttp opt-in
+(``transport="aiohttp"``, when aiohttp is installed) and with a caller's
+stock ``httpx2.AsyncClient``, and asserts the same outcome: the result or
+error (type, status, Retry-After), the requests the server saw (request
+line, headers but the user agent, body), and what a proxy or TLS server saw.
+Each case also pins the expected outcome, so all agreeing on a wrong answer
+fails too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import gzip
 import json
 import logging
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -27,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import trio
 import trustme
@@ -36,7 +39,7 @@ from parity_servers import Origin, Proxy, Seen, answer
 
 import convoso_async
 from convoso_async import AsyncConvoso, ConfigurationError, ConvosoError
-from convoso_async._defaults import USER_AGENT
+from convoso_async._defaults import USER_AGENT_PREFIX
 
 pytestmark = pytest.mark.anyio
 
@@ -47,7 +50,12 @@ CAMPAIGNS = [
     ("222", "Customer Service", "N"),
     ("333", "Retention Campaign", "Y"),
 ]
-KINDS = ("default", "httpx")
+try:
+    import aiohttp  # noqa: F401
+except ImportError:  # the default install: the opt-in is not there to compare
+    KINDS: tuple[str, ...] = ("default", "httpx2")
+else:
+    KINDS = ("default", "aiohttp", "httpx2")
 SMALL_CAP = 10_000
 
 
@@ -63,11 +71,17 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 async def run_calls(kind: str, base_url: str, *, calls: int = 1, **options: Any) -> list[object]:
     """Search ``calls`` times with one client; each result or error, comparable."""
-    http = httpx.AsyncClient() if kind == "httpx" else None
+    http = httpx2.AsyncClient() if kind == "httpx2" else None
+    transport = "aiohttp" if kind == "aiohttp" else "httpx2"
     results: list[object] = []
     try:
         async with AsyncConvoso(
-            TOKEN, base_url=base_url, http_client=http, max_retries=1, **options
+            TOKEN,
+            base_url=base_url,
+            http_client=http,
+            max_retries=1,
+            transport=transport,  # type: ignore[arg-type]
+            **options,
         ) as convoso:
             for _ in range(calls):
                 try:
@@ -96,7 +110,7 @@ def wire(seen: Iterable[Seen]) -> list[object]:
 
 
 async def both(origin: Origin, *, proxy: Proxy | None = None, **options: Any) -> dict[str, Any]:
-    """Run the default client and a stock httpx client; assert they saw and did the same."""
+    """Run every kind of client (`KINDS`); assert they saw and did what stock httpx2 did."""
     outcomes: dict[str, Any] = {}
     for kind in KINDS:
         origin.seen.clear()
@@ -109,9 +123,10 @@ async def both(origin: Origin, *, proxy: Proxy | None = None, **options: Any) ->
             "connections": origin.connections - connections,
             "proxy": [] if proxy is None else [p.request_line for p in proxy.saw[saw_before:]],
         }
-        if kind == "default":
-            assert all(s.header("user-agent") == USER_AGENT for s in origin.seen)
-    assert outcomes["default"] == outcomes["httpx"]
+        if kind != "httpx2":
+            assert all(s.header("user-agent").startswith(USER_AGENT_PREFIX) for s in origin.seen)
+    for kind in KINDS:
+        assert outcomes[kind] == outcomes["httpx2"], f"{kind} differs from stock httpx2"
     outcome: dict[str, Any] = outcomes["default"]
     return outcome
 
@@ -198,7 +213,7 @@ DECODING_CASES = [
 
 
 @pytest.mark.parametrize("case", DECODING_CASES)
-async def test_decoding_matches_httpx(case: str, origins: list[Any]) -> None:
+async def test_decoding_matches_httpx2(case: str, origins: list[Any]) -> None:
     body, coding, expected, requests = decoding_cases()[case]
     headers = [] if coding is None else [("Content-Encoding", coding)]
     origin = serve(ok(body, *headers))
@@ -208,7 +223,7 @@ async def test_decoding_matches_httpx(case: str, origins: list[Any]) -> None:
     assert len(outcome["wire"]) == requests  # an undecodable body is never asked for again
 
 
-async def test_headers_sent_are_httpx_headers_in_httpx_order(origins: list[Any]) -> None:
+async def test_headers_sent_are_httpx2_headers_in_httpx2_order(origins: list[Any]) -> None:
     origin = serve(ok(SEARCH))
     origins.append(origin)
     outcome = await both(origin)
@@ -240,7 +255,7 @@ STATUS_CASES: dict[str, tuple[Any, list[object], int]] = {
         [("APIStatusError", 301, None)],
         1,
     ),
-    "repeated Retry-After reads as httpx joins it": (
+    "repeated Retry-After reads as httpx2 joins it": (
         lambda seen: answer(503, b"", [("Retry-After", "5"), ("Retry-After", "7")]),
         [("ServerError", 503, None)],
         2,
@@ -311,7 +326,7 @@ MALFORMED_CASES: dict[str, tuple[Any, list[object], int]] = {
     ),
 }
 
-#: Where llhttp (aiohttp) is stricter than h11 (httpx): request-smuggling guards
+#: Where llhttp (aiohttp) is stricter than h11 (httpx2): request-smuggling guards
 #: aiohttp does not let us relax. Pinned, so the day that changes is noticed.
 KNOWN_DIFFERENCES: dict[str, tuple[Any, list[object], int]] = {
     "Content-Length and chunked together": (
@@ -334,7 +349,7 @@ KNOWN_DIFFERENCES: dict[str, tuple[Any, list[object], int]] = {
 
 
 @pytest.mark.parametrize("case", list(MALFORMED_CASES))
-async def test_malformed_answers_match_httpx(case: str, origins: list[Any]) -> None:
+async def test_malformed_answers_match_httpx2(case: str, origins: list[Any]) -> None:
     responder, expected, requests = MALFORMED_CASES[case]
     origin = serve(responder)
     origins.append(origin)
@@ -344,22 +359,25 @@ async def test_malformed_answers_match_httpx(case: str, origins: list[Any]) -> N
 
 
 @pytest.mark.parametrize("case", list(KNOWN_DIFFERENCES))
-async def test_known_parser_differences_are_pinned(
+async def test_known_parser_differences_of_the_aiohttp_opt_in_are_pinned(
     case: str, origins: list[Any], anyio_backend: str
 ) -> None:
     responder, expected, _ = KNOWN_DIFFERENCES[case]
     origin = serve(responder)
     origins.append(origin)
-    assert await run_calls("httpx", origin.url) == expected
-    own = await run_calls("default", origin.url)
-    if anyio_backend == "trio":  # httpx's own transport: the same
-        assert own == expected
+    assert await run_calls("httpx2", origin.url) == expected
+    assert await run_calls("default", origin.url) == expected  # stock httpx2: the same
+    if "aiohttp" not in KINDS:
+        return
+    opted = await run_calls("aiohttp", origin.url)
+    if anyio_backend == "trio":  # the opt-in steps aside to httpx2 on trio
+        assert opted == expected
     else:  # llhttp's refusal, retried like any protocol error
-        assert own == [("APIConnectionError", None, None)]
+        assert opted == [("APIConnectionError", None, None)]
 
 
 @pytest.mark.parametrize("case", list(STATUS_CASES))
-async def test_status_and_limits_match_httpx(case: str, origins: list[Any]) -> None:
+async def test_status_and_limits_match_httpx2(case: str, origins: list[Any]) -> None:
     responder, expected, requests = STATUS_CASES[case]
     origin = serve(responder)
     origins.append(origin)
@@ -398,7 +416,7 @@ def wait_for(condition: Any, seconds: float = 10.0) -> bool:
     return bool(condition())
 
 
-async def test_cookies_set_by_the_server_come_back_as_httpx_sends_them(
+async def test_cookies_set_by_the_server_come_back_as_httpx2_sends_them(
     origins: list[Any],
 ) -> None:
     def responder(seen: Seen) -> bytes:
@@ -448,17 +466,64 @@ async def test_ssl_cert_file_set_at_runtime_is_trusted(
 
 
 async def test_an_untrusted_certificate_fails_verification(tls_origin: Origin) -> None:
-    outcome = await both(tls_origin)  # certifi does not know the test CA
+    outcome = await both(tls_origin)  # the system's CAs do not include the test CA
     assert outcome["result"] == [("APIConnectionError", None, None)]
     assert outcome["wire"] == []
     assert outcome["connections"] == 2  # a connection error is retried
+
+
+async def failure_message(kind: str, base_url: str) -> tuple[str, str]:
+    """The error type and message one search with ``kind`` of client ends in."""
+    http = httpx2.AsyncClient() if kind == "httpx2" else None
+    transport = "aiohttp" if kind == "aiohttp" else "httpx2"
+    try:
+        async with AsyncConvoso(
+            TOKEN,
+            base_url=base_url,
+            http_client=http,
+            max_retries=0,
+            transport=transport,  # type: ignore[arg-type]
+        ) as convoso:
+            with pytest.raises(ConvosoError) as caught:
+                await convoso.campaigns.search()
+    finally:
+        if http is not None:
+            await http.aclose()
+    return type(caught.value).__name__, str(caught.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_failed_certificate_check_says_it_is_a_certificate_problem(
+    tls_origin: Origin, kind: str
+) -> None:
+    name, message = await failure_message(kind, tls_origin.url)
+    assert name == "APIConnectionError"
+    assert "certificate" in message
+    assert "SSL_CERT_FILE" in message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_refused_connection_says_refused_and_is_no_timeout(kind: str) -> None:
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    name, message = await failure_message(kind, f"http://127.0.0.1:{port}/v1")
+    assert name == "APIConnectionError"
+    assert "refused" in message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_name_that_does_not_resolve_says_so_and_is_no_timeout(kind: str) -> None:
+    name, message = await failure_message(kind, "https://api.nonexistent.invalid/v1")
+    assert name == "APIConnectionError"
+    assert "did not resolve" in message
 
 
 async def test_the_ca_file_is_read_when_the_client_is_made(
     tls_origin: Origin, ca_file: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", ca_file)
-    http = httpx.AsyncClient()
+    http = httpx2.AsyncClient()
     own = AsyncConvoso(TOKEN, base_url=tls_origin.url)
     borrowed = AsyncConvoso(TOKEN, base_url=tls_origin.url, http_client=http)
     monkeypatch.delenv("SSL_CERT_FILE")  # too late: both read it when they were made
@@ -473,7 +538,7 @@ def test_a_missing_ssl_cert_file_is_refused_when_the_client_is_made(
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "absent.pem"))
     with pytest.raises(FileNotFoundError):
-        httpx.AsyncClient()  # httpx refuses it when the client is made ...
+        httpx2.AsyncClient()  # httpx2 refuses it when the client is made ...
     with pytest.raises(ConfigurationError, match="SSL_CERT_FILE"):
         AsyncConvoso(TOKEN)  # ... and so do we, with a typed error
 
@@ -556,7 +621,7 @@ def test_an_unusable_proxy_url_is_a_configuration_error_without_the_url(
 ) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "ftp://user:hunter2@proxy.invalid")
     with pytest.raises(ValueError, match="Unknown scheme"):
-        httpx.AsyncClient()  # httpx refuses it when the client is made ...
+        httpx2.AsyncClient()  # httpx2 refuses it when the client is made ...
     with pytest.raises(ConfigurationError) as caught:
         AsyncConvoso(TOKEN)  # ... and so do we, with a typed error
     assert "hunter2" not in str(caught.value)
@@ -633,7 +698,7 @@ def test_a_token_from_undecodable_environment_bytes_is_refused(
 _WITHOUT_DECODERS = textwrap.dedent(
     """
     import sys
-    for name in ("brotli", "brotlicffi", "zstandard"):
+    for name in ("brotli", "brotlicffi", "zstandard", "backports.zstd", "compression.zstd"):
         sys.modules[name] = None  # as if not installed
     import asyncio, json
     from parity_servers import Origin, answer

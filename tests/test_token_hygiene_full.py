@@ -1,12 +1,13 @@
 """A planted token appears nowhere, over real sockets, through every failure the client knows.
 
-Everything is turned up: DEBUG for this library, its audit trail, httpx, httpcore, aiohttp and
-the root logger (which also catches the fake server's and the fault proxy's threads). Then a
-search, single changes and bulk changes run against the fake on loopback, through retries, 429s,
-5xx, dropped and reset connections, timeouts, bad answers, unknown campaigns and a rejected
-token, on asyncio (default aiohttp-backed transport) and trio (httpx's own). Every log record,
-every exception (its str, repr, args, attributes, traceback, chained causes and contexts, and a
-pickled copy), and every model, result, client and fake repr is searched for the token.
+Everything is turned up: DEBUG for this library, its audit trail, httpx2, httpcore2, httpx,
+httpcore, aiohttp and the root logger (which also catches the fake server's and the fault
+proxy's threads). Then a search, single changes and bulk changes run against the fake on
+loopback, through retries, 429s, 5xx, dropped and reset connections, timeouts, bad answers,
+unknown campaigns and a rejected token, on asyncio and trio, with the default client (stock
+httpx2) and the aiohttp opt-in. Every log record, every exception (its str, repr, args,
+attributes, traceback, chained causes and contexts, and a pickled copy), and every model,
+result, client and fake repr is searched for the token.
 """
 
 from __future__ import annotations
@@ -39,7 +40,16 @@ PLANTED = "PLANTED-hyg-9f3e7a1c55d2"
 #: A second secret: the token of a client the fake rejects.
 WRONG = "PLANTED-wrong-04b8e6d2aa"
 SECRETS = (PLANTED, WRONG)
-LOGGERS = ("convoso_async", "convoso_async.audit", "httpx", "httpcore", "aiohttp", "")
+LOGGERS = (
+    "convoso_async",
+    "convoso_async.audit",
+    "httpx2",
+    "httpcore2",
+    "httpx",
+    "httpcore",
+    "aiohttp",
+    "",
+)
 
 TIMEOUT = 0.3
 CAMPAIGNS = 30
@@ -157,15 +167,23 @@ async def bulk_changes(client: AsyncConvoso, evidence: Evidence) -> None:
     evidence.add(batch.value)
 
 
+@pytest.mark.parametrize("transport", ["httpx2", "aiohttp"])
 async def test_token_appears_in_no_log_error_or_repr_over_real_sockets(
-    anyio_backend: str, debug_logs: pytest.LogCaptureFixture
+    anyio_backend: str, debug_logs: pytest.LogCaptureFixture, transport: Any
 ) -> None:
+    if transport == "aiohttp":
+        pytest.importorskip("aiohttp")
     evidence = Evidence()
     fake = faulty_fake()
     stranger = FakeConvoso(campaigns=3, seed=7)  # knows neither secret
     async with fake.serve() as url, stranger.serve() as stranger_url:
         async with AsyncConvoso(
-            PLANTED, base_url=url, timeout=TIMEOUT, max_retries=1, max_concurrency=8
+            PLANTED,
+            base_url=url,
+            timeout=TIMEOUT,
+            max_retries=1,
+            max_concurrency=8,
+            transport=transport,
         ) as client:
             evidence.add(client, client.with_options(timeout=2.0), client.campaigns)
             with anyio.fail_after(10):
@@ -181,7 +199,12 @@ async def test_token_appears_in_no_log_error_or_repr_over_real_sockets(
             proxy.add(Toxic.reset_peer(probability=0.3))
             proxied = proxy.url_for("/v1")
             async with AsyncConvoso(
-                PLANTED, base_url=proxied, timeout=TIMEOUT, max_retries=0, max_concurrency=8
+                PLANTED,
+                base_url=proxied,
+                timeout=TIMEOUT,
+                max_retries=0,
+                max_concurrency=8,
+                transport=transport,
             ) as client:
                 with anyio.fail_after(30):
                     result = await client.campaigns.set_status_many(
@@ -192,7 +215,9 @@ async def test_token_appears_in_no_log_error_or_repr_over_real_sockets(
             assert proxy.stats.hits["reset_peer_downstream"] > 0
             evidence.add(proxy.stats)
 
-        async with AsyncConvoso(WRONG, base_url=stranger_url, max_retries=1) as rejected:
+        async with AsyncConvoso(
+            WRONG, base_url=stranger_url, max_retries=1, transport=transport
+        ) as rejected:
             evidence.add(rejected)
             for call in (
                 rejected.campaigns.search,

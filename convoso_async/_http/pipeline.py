@@ -9,15 +9,12 @@ it only name a path and its fields.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
-
-import httpx
 
 from convoso_async._defaults import DEFAULT_BASE_URL
 from convoso_async._errors import (
@@ -39,6 +36,7 @@ from convoso_async._pacing.breaker import Guard
 from convoso_async._pacing.ratelimit import PauseGate, RateLimiter, ThrottleFeedback
 from convoso_async._pacing.retry import RetryPolicy, is_testing, parse_retry_after
 
+from .answer import SendError
 from .pool import Pool
 
 __all__ = ["AttemptCounter", "Pipeline", "decode_answer"]
@@ -174,7 +172,7 @@ class Pipeline:
     ) -> dict[str, Any]:
         # Make the pool (an SSL context takes tens of ms) before taking a
         # slot, so the first request is not late against its grant.
-        pool.get()
+        pool.prepare()
         await self.pause.wait()
         if self.limiter is not None:
             await self.limiter.acquire()
@@ -187,8 +185,8 @@ class Pipeline:
         started = time.perf_counter()
         try:
             response = await pool.post(url, body, time_limit)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            error = self._network_error(exc, path, campaign_id, time_limit)
+        except SendError as exc:
+            error = self._network_error(exc, path, campaign_id)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "POST %s%s failed after %.1fms (attempt %d): %s",
@@ -230,40 +228,17 @@ class Pipeline:
                 await self._feedback.on_throttle(retry_after)
             raise
 
-    def _network_error(
-        self, exc: httpx.HTTPError | TimeoutError, path: str, campaign_id: str | None, limit: float
-    ) -> ConvosoError:
-        if isinstance(exc, httpx.DecodingError):
+    def _network_error(self, exc: SendError, path: str, campaign_id: str | None) -> ConvosoError:
+        detail = _redact(exc.detail, self._token)
+        if exc.kind == "decode":
             # The bytes arrived but do not decompress: a bad answer, not a
             # network failure, and asking again would get the same.
             return ResponseDecodeError(
-                f"POST {path}: the answer's Content-Encoding does not decode: {exc}"
+                f"POST {path}: the answer's Content-Encoding does not decode: {detail}"
             )
-        if not isinstance(exc, httpx.HTTPError):
-            return APITimeoutError(
-                f"timed out: no complete answer within {limit:g}s",
-                path=path,
-                campaign_id=campaign_id,
-            )
-        cause = exc.__cause__
-        timed_out = isinstance(exc, httpx.TimeoutException)
-        if cause is not None and _from_aiohttp(cause):
-            # Decide from aiohttp's own error: httpx-aiohttp (a caller may
-            # pass it) maps any aiohttp connection error, a dropped
-            # keep-alive connection say, to httpx.ConnectTimeout.
-            timed_out = isinstance(cause, (asyncio.TimeoutError, TimeoutError)) or (
-                type(cause).__name__ in {"ServerTimeoutError", "ConnectionTimeoutError"}
-            )
-        detail = _redact(str(exc) or type(exc).__name__, self._token)
-        if not isinstance(exc, httpx.TransportError) and not timed_out:
-            detail = f"{type(exc).__name__}: {detail}"
-        if timed_out:
+        if exc.kind == "timeout":
             return APITimeoutError(f"timed out ({detail})", path=path, campaign_id=campaign_id)
         return APIConnectionError(detail, path=path, campaign_id=campaign_id)
-
-
-def _from_aiohttp(exc: BaseException) -> bool:
-    return type(exc).__module__.startswith("aiohttp")
 
 
 def _about(campaign_id: str | None) -> str:

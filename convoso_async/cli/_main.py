@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
 
 import anyio
-import httpx
 
 from convoso_async import __version__
 from convoso_async._bulk.changes import BATCH_FATAL, BatchResult, error_to_dict
@@ -165,9 +164,11 @@ def _add_pacing_options(parser: argparse.ArgumentParser, concurrency: int) -> No
 
 
 def _version() -> str:
+    import httpx2
+
     return (
         f"convoso {__version__} (convoso-async; Python {platform.python_version()}, "
-        f"httpx {httpx.__version__})"
+        f"httpx2 {httpx2.__version__})"
     )
 
 

@@ -1,0 +1,69 @@
+"""What a sender gives the pipeline: an `Answer`, or a `SendError`; and the size cap.
+
+Every way of sending (a stock httpx2 client, a caller's httpx or httpx2
+client, the aiohttp opt-in) returns the same `Answer` (status, headers, the
+body read and decoded) and fails with the same `SendError`, so the pipeline
+above knows no HTTP library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+from urllib.parse import urlsplit
+
+from convoso_async._errors import ResponseDecodeError
+
+__all__ = ["Answer", "SendError", "too_large"]
+
+RawHeaders = Sequence[tuple[bytes, bytes]]
+
+
+class SendError(Exception):
+    """Sending failed before a whole answer came back.
+
+    ``kind`` is ``"timeout"`` (no complete answer in time), ``"decode"`` (the
+    bytes came but do not decompress: asking again gets the same) or
+    ``"connection"`` (anything else on the way: refused, reset, TLS, a broken
+    answer). The message says what happened and never holds a request body.
+    """
+
+    def __init__(self, kind: Literal["timeout", "decode", "connection"], detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class Answer:
+    """An HTTP answer with its body read and decoded: what the pipeline needs of a response.
+
+    ``headers`` is a case-insensitive mapping (an ``httpx2.Headers`` or the
+    caller's family's): repeated headers read as one comma-joined value.
+    """
+
+    __slots__ = ("content", "headers", "raw_headers", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        content: bytes,
+        headers: Mapping[str, str],
+        raw_headers: RawHeaders = (),
+    ) -> None:
+        self.status_code = status_code
+        self.content = content
+        self.headers = headers
+        #: The headers as received, when the sender kept them (the aiohttp opt-in does).
+        self.raw_headers = raw_headers
+
+    def __repr__(self) -> str:
+        return f"Answer(status_code={self.status_code}, {len(self.content)} bytes)"
+
+
+def too_large(url: str, limit: int) -> ResponseDecodeError:
+    """The error for an answer past ``max_response_bytes`` (the body was not kept)."""
+    return ResponseDecodeError(
+        f"POST {urlsplit(url).path}: the answer is larger than max_response_bytes "
+        f"({limit:,} bytes); it was not read further and its connection was closed. Raise "
+        "max_response_bytes if answers this large are expected"
+    )
