@@ -124,7 +124,9 @@ async def both(origin: Origin, *, proxy: Proxy | None = None, **options: Any) ->
             "proxy": [] if proxy is None else [p.request_line for p in proxy.saw[saw_before:]],
         }
         if kind != "httpx2":
-            assert all(s.header("user-agent").startswith(USER_AGENT_PREFIX) for s in origin.seen)
+            assert all(
+                str(s.header("user-agent")).startswith(USER_AGENT_PREFIX) for s in origin.seen
+            )
     for kind in KINDS:
         assert outcomes[kind] == outcomes["httpx2"], f"{kind} differs from stock httpx2"
     outcome: dict[str, Any] = outcomes["default"]
