@@ -395,14 +395,17 @@ def _rules(timeout: float, acl: str) -> list[_Rule]:
             outage=False,
         ),
         _Rule(
-            lambda e: isinstance(e, TimeoutError) and not isinstance(e, RedisError),
+            lambda e: (
+                isinstance(e, RedisTimeoutError)
+                or (isinstance(e, TimeoutError) and not isinstance(e, RedisError))
+            ),
             f"did not answer within {timeout:g}s",
             unreachable,
             outage=True,
             detail=False,
         ),
         _Rule(
-            lambda e: isinstance(e, (RedisConnectionError, RedisTimeoutError, OSError)),
+            lambda e: isinstance(e, (RedisConnectionError, OSError)),
             "is unreachable",
             unreachable,
             outage=True,
