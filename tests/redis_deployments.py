@@ -48,6 +48,8 @@ __all__ = [
 
 #: Seconds a deployment may take to settle (a cluster to agree, a replica to sync).
 SETTLE_TIMEOUT = 20.0
+#: A primary sends its data to a new replica at once, not after the default 5 s wait for more.
+PRIMARY_OPTIONS = ["--repl-diskless-sync-delay", "0"]
 
 
 def redis_cli_binary() -> str:
@@ -197,7 +199,7 @@ def cluster_agrees(cluster: RedisClusterNodes) -> Check:
 @pytest.fixture(name="primary_and_replica")
 def primary_and_replica_fixture() -> Iterator[tuple[RedisServer, RedisServer]]:
     """A primary and its synced replica, for one test."""
-    primary = start_redis()
+    primary = start_redis(args=PRIMARY_OPTIONS)
     try:
         replica = start_replica(primary)
         try:
@@ -248,7 +250,7 @@ class SentinelSetup:
 
 def start_sentinel() -> SentinelSetup:
     """Start a primary, a replica and a Sentinel (quorum 1, down after 500 ms)."""
-    primary = start_redis()
+    primary = start_redis(args=PRIMARY_OPTIONS)
     servers = [primary]
     try:
         replica = start_replica(primary)
