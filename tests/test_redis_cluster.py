@@ -48,6 +48,19 @@ async def keys_on(port: int, keys: list[str]) -> list[str]:
         return [key for key in keys if await client.exists(key)]
 
 
+async def slot_time(port: int, key: str) -> int:
+    """The next free slot of the running limiters on ``key``, read at the node on ``port``.
+
+    Its key lives from one grant to the next: a read may fall in a gap of a few milliseconds.
+    """
+    async with aioredis.Redis(port=port) as node:
+        for _ in range(100):
+            if value := await node.get(f"{{{key}}}"):
+                return int(value)
+            await anyio.sleep(0.01)
+    return 0
+
+
 async def other_master(cluster: RedisClusterNodes, slot: int) -> int:
     owner = await cluster.owner(slot)
     return next(index for index, s in enumerate(cluster.servers) if s is not owner)
@@ -107,16 +120,14 @@ async def test_a_cluster_url_and_a_cluster_client_share_one_rate_through_a_slot_
                 tasks.start_soon(run, one, 3.0)
                 tasks.start_soon(run, other, 3.0)
                 await anyio.sleep(1.0)
-                async with aioredis.Redis(port=(await cluster.owner(slot)).port) as node:
-                    before = int(await node.get(f"{{{key}}}") or 0)
+                before = await slot_time((await cluster.owner(slot)).port, key)
                 await cluster.migrate_slot(slot, cluster.servers[target])
                 migrated = time.monotonic()
-        async with aioredis.Redis(port=cluster.servers[target].port) as node:
-            after = int(await node.get(f"{{{key}}}") or 0)
+                after = await slot_time(cluster.servers[target].port, key)
     assert await cluster.owner(slot) is cluster.servers[target]
     assert fallback.calls == 0, "every grant came from the cluster"
-    # The slot's time moved on from where it was: the state went with the slot, not lost.
-    assert after > before > 0
+    # The limiters' next free slot is on the new owner: where it was, or later.
+    assert after >= before > 0
     assert len([stamp for stamp in stamps if stamp > migrated + 0.5]) >= 5
     # Two limiters wanting 20/s each, one key: 20 in any second together, not 40.
     assert max_in_window(stamps) <= rate
@@ -147,8 +158,10 @@ async def test_adaptive_rate_and_429_pause_are_shared_on_a_cluster_and_move_with
         await other.on_throttle(2.0)  # a 429 asking for 2 s: every limiter on the key waits
         started = time.monotonic()
         await cluster.migrate_slot(slot, cluster.servers[await other_master(cluster, slot)])
-        # All four keys (slot, pause, learned state, grants) moved together, to the new owner.
-        assert await keys_on((await cluster.owner(slot)).port, keys) == keys
+        # The pause and the learned state moved with the slot, to its new owner. (The slot's
+        # time and the grants live an interval and a period: they may be gone by now.)
+        long_lived = [keys[1], keys[2]]
+        assert await keys_on((await cluster.owner(slot)).port, long_lived) == long_lived
         with anyio.fail_after(10):
             await one.acquire()
         assert time.monotonic() - started >= 1.5
@@ -159,7 +172,8 @@ async def test_a_user_key_with_a_hash_tag_of_its_own_is_used_as_it_is(
     cluster: RedisClusterNodes,
 ) -> None:
     key = f"convoso:{{{uuid.uuid4().hex}}}"
-    async with RedisRateLimiter(cluster.url, key=key, rate=100) as limiter:
+    # One request every 5 s: the key outlives the check below on a loaded machine.
+    async with RedisRateLimiter(cluster.url, key=key, rate=0.2) as limiter:
         await limiter.acquire()
     owner = await cluster.owner(key_slot(key.encode()))
     assert await keys_on(owner.port, [key]) == [key]
