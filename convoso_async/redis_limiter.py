@@ -36,7 +36,9 @@ requests that queued for their slot make it grow. So N workers together find
 the account's limit, not each 1/N of a guess. Redis computes everything on its
 own clock, in the same two scripts.
 
-Redis is reached through ``redis.asyncio``, which runs on asyncio only.
+Redis is reached through ``redis.asyncio``, which runs on asyncio only: one
+server, a Sentinel-managed primary, or a Redis Cluster (how the limiter
+connects, names its keys there, and reads a failure is in ``_redis_connection``).
 """
 
 from __future__ import annotations
@@ -48,17 +50,30 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
 
 try:
     import redis.asyncio as aioredis
     from redis import Redis as _SyncRedis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
+    from redis.asyncio.cluster import RedisCluster
+    from redis.cluster import RedisCluster as _SyncRedisCluster
     from redis.commands.core import AsyncScript
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
+
+    from convoso_async._redis_connection import (
+        AsyncRedis,
+        Failure,
+        acl_rules,
+        bounded_retry,
+        client_secrets,
+        connect,
+        describe_client,
+        explain,
+        limiter_keys,
+        redact_url,
+        url_secrets,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "RedisRateLimiter needs the redis package: pip install 'convoso-async[redis]'"
@@ -259,11 +274,20 @@ class RedisRateLimiter:
         )  # 10 requests per second for the four workers together
 
     Args:
-        redis: a ``redis://`` / ``rediss://`` / ``unix://`` URL (the limiter
-            then owns the connection; close it with `aclose`), or a
-            ``redis.asyncio.Redis`` client that the caller keeps and closes.
+        redis: a URL, and the limiter then owns the connection (close it
+            with `aclose`): ``redis://`` / ``rediss://`` (TLS) / ``unix://``
+            for one server, ``redis+cluster://host:port[,host:port...]`` /
+            ``rediss+cluster://`` for a Redis Cluster. Or a client that the
+            caller keeps and closes: a ``redis.asyncio.Redis`` (Sentinel's
+            ``master_for()`` too) or ``redis.asyncio.cluster.RedisCluster``;
+            the limiter sets its retry policy to its own (one immediate retry
+            on a fresh connection, also after READONLY, LOADING or MASTERDOWN)
+            so that a failover is followed and a wrong password fails at once.
         key: the Redis key of the shared state; processes using one key share
             one budget, so use the same ``rate`` and ``period`` in all of them.
+            In a Cluster the limiter's keys share a hash tag, so one slot holds
+            them: ``{KEY}``, ``{KEY}:pause``...; a key with a tag of its own
+            (``convoso:{acme}``) is used as it is.
         rate: requests allowed per ``period``.
         period: the window, in seconds.
         burst: how many requests may go at once after an idle spell. With the
@@ -304,13 +328,18 @@ class RedisRateLimiter:
     it (a restart without persistence), the first process to reach it again
     seeds it with the rate it saw last, not with the start rate.
 
+    A Redis that fails says why, in `RateLimiterUnavailableError` and the
+    fallback's warning: credentials refused, permissions missing (with the
+    ACL rules `acl_rules` gives), a Cluster reached without the cluster URL, a
+    read-only replica, a TLS handshake, or Redis unreachable.
+
     ``acquire()`` must run on asyncio (``redis.asyncio`` is asyncio-only); on
     trio it raises `~convoso_async._errors.ConfigurationError`.
     """
 
     def __init__(
         self,
-        redis: aioredis.Redis | str,
+        redis: aioredis.Redis | RedisCluster | str,
         *,
         key: str = DEFAULT_KEY,
         rate: float | Literal["auto"],
@@ -369,7 +398,6 @@ class RedisRateLimiter:
         self.slack = float(slack)
 
         interval_us = max(1, math.ceil(self.period * (1 + self.slack) / self.start * 1e6))
-        self._keys = [key, f"{key}:pause", f"{key}:adaptive", f"{key}:grants"]
         self._fixed_args = (interval_us, burst - 1)
         # The shared rate and target as last seen: the seed if Redis lost them.
         self._seen = (self.start, 0.0)
@@ -378,29 +406,40 @@ class RedisRateLimiter:
         self._credit_us = 0.0
 
         self._url: str | None
+        self._client: AsyncRedis
         if isinstance(redis, str):
             self._url = redis
-            self._server = _redact_url(redis)
-            self._secrets = _url_secrets(redis)
+            self._server = redact_url(redis)
+            self._secrets = url_secrets(redis)
             self._client = self._connect()
-        elif isinstance(redis, aioredis.Redis):
+        elif isinstance(redis, (aioredis.Redis, RedisCluster)):
             self._url = None
-            self._server = _describe_client(redis)
-            password = redis.connection_pool.connection_kwargs.get("password")
-            self._secrets = (password,) if isinstance(password, str) and password else ()
+            self._server = describe_client(redis)
+            self._secrets = client_secrets(redis)
             self._client = redis
         else:
-            hint = " (the synchronous client)" if isinstance(redis, _SyncRedis) else ""
+            sync = isinstance(redis, (_SyncRedis, _SyncRedisCluster))
+            hint = " (the synchronous client)" if sync else ""
             raise TypeError(
-                "redis must be a Redis URL or a redis.asyncio.Redis client, "
+                "redis must be a Redis URL, a redis.asyncio.Redis client or a "
+                "redis.asyncio.cluster.RedisCluster client, "
                 f"not {type(redis).__module__}.{type(redis).__name__}{hint}"
             )
+        self._cluster = isinstance(self._client, RedisCluster)
+        self._keys = limiter_keys(key, cluster=self._cluster)
+        if self._url is None:
+            # The caller's retry policy may back off for longer than `timeout` (redis-py's
+            # default does), which hides a wrong password behind "did not answer", and may
+            # not follow a failover: the limiter's own policy replaces it.
+            self._client.set_retry(bounded_retry())
         self._binding: _LoopBinding | None = None
         # Outage bookkeeping, shared by every task of the process.
         self._failures = 0
         self._last_error = ""
         self._down = False
         self._retry_at = -math.inf
+        # Whether this outage's first 429 that could not be shared was logged.
+        self._unshared_logged = False
 
     def __repr__(self) -> str:
         text = f"RedisRateLimiter({self._server!r}, key={self.key!r}, rate={self.rate:.4g}"
@@ -416,6 +455,14 @@ class RedisRateLimiter:
     def rate(self) -> float:
         """Requests per ``period``: the configured rate, or the shared adaptive rate last seen."""
         return self._seen[0]
+
+    @property
+    def acl_rules(self) -> str:
+        """The rules a Redis ACL user needs for this limiter: its commands and its keys.
+
+        ``ACL SETUSER convoso on >PASSWORD`` followed by these (on every node of a Cluster).
+        """
+        return acl_rules(self._keys, cluster=self._cluster)
 
     def _args(self, *extra: float) -> list[float | int | str]:
         floor = self.floor or 0.0
@@ -460,7 +507,7 @@ class RedisRateLimiter:
                 try:
                     with anyio.fail_after(self.timeout):
                         reply = await binding.script(keys=self._keys, args=args)
-                except (RedisError, OSError) as exc:
+                except (RedisError, RedisClusterException, OSError) as exc:
                     error = self._record_failure(exc)
                     if self.fallback is None:
                         raise error from exc
@@ -494,6 +541,7 @@ class RedisRateLimiter:
             (grant is not None and grant.owner is self.fallback)
             or (self._down and time.monotonic() < self._retry_at)
         ):
+            self._log_unshared(retry_after, "while the fallback paces this process")
             if fallback is not None:
                 await fallback.on_throttle(retry_after)
             return
@@ -504,16 +552,12 @@ class RedisRateLimiter:
             binding = self._bind()
             with anyio.fail_after(self.timeout):
                 reply = await binding.throttle(keys=self._keys, args=args)
-        except (RedisError, OSError, ConfigurationError) as exc:
-            logger.debug(
-                "could not share a 429 pause through Redis at %s: %s: %s",
-                self._server,
-                type(exc).__name__,
-                self._scrub(str(exc)),
-            )
+        except (RedisError, RedisClusterException, OSError, ConfigurationError) as exc:
+            self._log_unshared(retry_after, self._explain(exc).what)
             if fallback is not None:
                 await fallback.on_throttle(retry_after)
             return
+        self._unshared_logged = False
         if self.adaptive and int(reply[3]):
             before, after = float(reply[1]), float(reply[2])
             self._seen = (after, float(reply[4]))
@@ -571,17 +615,10 @@ class RedisRateLimiter:
     ) -> None:
         await self.aclose()
 
-    def _connect(self) -> aioredis.Redis:
+    def _connect(self) -> AsyncRedis:
         assert self._url is not None
         try:
-            # One immediate retry replaces a pooled connection that a Redis
-            # restart broke; redis-py's default backoff would outlast `timeout`.
-            return aioredis.Redis.from_url(
-                self._url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 1),
-            )
+            return connect(self._url, timeout=self.timeout)
         except ValueError as exc:
             raise ConfigurationError(
                 f"invalid Redis URL {self._server!r}: {self._scrub(str(exc))}"
@@ -611,43 +648,61 @@ class RedisRateLimiter:
             )
         return binding
 
+    def _where(self) -> str:
+        return f"Redis at {self._server} (rate limiter key {self.key!r})"
+
+    def _explain(self, exc: BaseException) -> Failure:
+        return explain(exc, timeout=self.timeout, acl=self.acl_rules, scrub=self._secrets)
+
     def _record_failure(self, exc: BaseException) -> RateLimiterUnavailableError:
-        if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError):
-            what = f"did not answer within {self.timeout:g}s"
-        else:
-            detail = self._scrub(str(exc)).rstrip(". ")
-            what = f"failed ({type(exc).__name__}: {detail})"
+        failure = self._explain(exc)
+        advice = f"; {failure.advice}" if failure.advice else ""
         self._failures += 1
-        where = f"Redis at {self._server} (rate limiter key {self.key!r})"
         if self.fallback is None:
-            self._last_error = (
-                f"{where} {what}; check that Redis is up and reachable, or give the "
-                "limiter a fallback= limiter to keep going while it is not"
-            )
+            if failure.outage:
+                advice += (
+                    f"{',' if advice else ';'} or give the limiter a fallback= limiter to keep "
+                    "going while it is not"
+                )
+            self._last_error = f"{self._where()} {failure.what}{advice}"
             return self._error(self._last_error)
         if not self._down:
             logger.warning(
-                "%s %s; pacing this process with %r until Redis answers again (retried every %gs)",
-                where,
-                what,
+                "%s %s; pacing this process with %r until Redis answers again "
+                "(retried every %gs)%s",
+                self._where(),
+                failure.what,
                 self.fallback,
                 self.retry_interval,
+                advice,
             )
         else:
-            logger.debug("%s still unreachable: %s", where, what)
+            logger.debug("%s still fails: %s", self._where(), failure.what)
         self._down = True
         self._retry_at = time.monotonic() + self.retry_interval
-        self._last_error = f"{where} {what}"
+        self._last_error = f"{self._where()} {failure.what}{advice}"
         return self._error(self._last_error)
 
     def _record_success(self) -> None:
+        self._unshared_logged = False
         if self._down:
             self._down = False
-            logger.info(
-                "Redis at %s (rate limiter key %r) answers again; back to the shared rate",
-                self._server,
-                self.key,
-            )
+            logger.info("%s answers again; back to the shared rate", self._where())
+
+    def _log_unshared(self, retry_after: float | None, why: str) -> None:
+        """A 429 paused only this process: say so once per outage, at WARNING."""
+        pause = "" if retry_after is None else f" (Retry-After {retry_after:g}s)"
+        if self._unshared_logged:
+            logger.debug("%s: a 429%s was not shared: %s", self._where(), pause, why)
+            return
+        self._unshared_logged = True
+        logger.warning(
+            "%s: a 429%s could not be shared (%s); until Redis answers again, a 429 pauses "
+            "only the process that met it, not the others on the key",
+            self._where(),
+            pause,
+            why,
+        )
 
     def _error(self, message: str) -> RateLimiterUnavailableError:
         # A fresh instance per raise: one shared instance would pile up tracebacks.
@@ -657,60 +712,6 @@ class RedisRateLimiter:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
-
-
-def _redact_url(url: str) -> str:
-    """Return ``url`` with its password (in the user part or the query) replaced by ``***``.
-
-    >>> _redact_url("redis://app:s3cret@cache:6379/0")
-    'redis://app:***@cache:6379/0'
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable Redis URL>"
-    netloc = parts.netloc
-    if "@" not in netloc and "password" not in parts.query.lower():
-        return url
-    if "@" in netloc:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        user, has_password, _ = userinfo.partition(":")
-        # Without a colon the whole user part may be a password in the writer's mind.
-        netloc = f"{user}:***@{hostinfo}" if has_password else f"***@{hostinfo}"
-    pieces = []
-    for piece in parts.query.split("&"):
-        name = piece.partition("=")[0]
-        pieces.append(f"{name}=***" if unquote(name).lower() == "password" else piece)
-    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(pieces), ""))
-
-
-def _url_secrets(url: str) -> tuple[str, ...]:
-    """The password forms that could show up in a driver's message about ``url``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ()
-    found: list[str] = []
-    userinfo = parts.netloc.rpartition("@")[0]
-    if userinfo:
-        found.append(userinfo.partition(":")[2] or userinfo)
-    for piece in parts.query.split("&"):
-        name, _, value = piece.partition("=")
-        if unquote(name).lower() == "password":
-            found.append(value)
-    secrets = {form for raw in found if raw for form in (raw, unquote(raw))}
-    return tuple(sorted(secrets, key=len, reverse=True))
-
-
-def _describe_client(client: aioredis.Redis) -> str:
-    """Where a caller's client points, as a URL without its password."""
-    kwargs = client.connection_pool.connection_kwargs
-    db = kwargs.get("db", 0)
-    user = kwargs.get("username")
-    userinfo = f"{user or ''}:***@" if kwargs.get("password") else (f"{user}@" if user else "")
-    if "path" in kwargs:
-        return f"unix://{userinfo}{kwargs['path']}?db={db}"
-    return f"redis://{userinfo}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
 
 
 def _running_library() -> str:

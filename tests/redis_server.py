@@ -18,11 +18,13 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import pytest
 
 __all__ = [
     "RedisServer",
+    "TlsFiles",
     "Worker",
     "finish_workers",
     "redis_server",
@@ -46,6 +49,19 @@ class PortTakenError(RuntimeError):
     """redis-server could not bind its port: something else took it first."""
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate and key for 127.0.0.1, and the test CA that signed them."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        """An SSL context that trusts the test CA."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
 class RedisServer:
     """One ``redis-server`` process on ``127.0.0.1:port``; no persistence.
 
@@ -54,9 +70,23 @@ class RedisServer:
     it (SIGSTOP / SIGCONT) so that connections open but nothing answers.
     """
 
-    def __init__(self, binary: str, *, password: str | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        *,
+        password: str | None = None,
+        args: Sequence[str] = (),
+        config: str | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.binary = binary
         self.password = password
+        #: More options, after the defaults (``--cluster-enabled yes``, ``--replicaof``...).
+        self.args = list(args)
+        #: A configuration file's text, passed first (a Sentinel's must be a writable file).
+        self.config = config
+        #: Serve TLS only, with these files (the ``port`` is then the TLS port).
+        self.tls = tls
         self.port = _free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="redis-test-")
         self._log = Path(self._dir.name) / "redis.log"
@@ -64,9 +94,15 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """``redis://[:password@]127.0.0.1:port/0``."""
+        """``redis://[:password@]127.0.0.1:port/0`` (``rediss://`` with TLS)."""
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def log(self) -> str:
+        """What the server wrote to its log so far."""
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
 
     @property
     def pid(self) -> int | None:
@@ -77,8 +113,12 @@ class RedisServer:
         """Start the server (again) and return once it answers PING."""
         if self._process is not None:
             raise RuntimeError("redis-server is already running")
-        args = [
-            self.binary,
+        args = [self.binary]
+        if self.config is not None:
+            config = Path(self._dir.name) / "redis.conf"
+            config.write_text(self.config)
+            args += [str(config)]
+        args += [
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
@@ -87,8 +127,18 @@ class RedisServer:
             "--dir", self._dir.name,
             "--loglevel", "warning",
         ]  # fmt: skip
+        if self.tls is not None:
+            args += [
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--tls-cert-file", str(self.tls.cert),
+                "--tls-key-file", str(self.tls.key),
+                "--tls-ca-cert-file", str(self.tls.ca),
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.args
         # Output goes to a file: an undrained pipe could block the server.
         with self._log.open("ab") as log:
             self._process = subprocess.Popen(
@@ -119,6 +169,13 @@ class RedisServer:
             process.kill()
             process.wait(timeout=5)
 
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash would, and wait for it."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait(timeout=5)
+
     def pause(self) -> None:
         """Freeze the server: connections still open, but no command is answered."""
         if self._process is not None:
@@ -139,7 +196,10 @@ class RedisServer:
         if self.password:
             command = f"AUTH {self.password}\r\n".encode() + command
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as conn:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as raw:
+                conn = raw
+                if self.tls is not None:
+                    conn = self.tls.client_context().wrap_socket(raw, server_hostname="127.0.0.1")
                 conn.sendall(command)
                 reply = b""
                 while b"PONG" not in reply and len(reply) < 256:
@@ -168,9 +228,22 @@ def redis_server_binary() -> str:
 PORT_ATTEMPTS = 5
 
 
-def start_redis(*, password: str | None = None) -> RedisServer:
-    """Start a fresh ``redis-server`` on a free loopback port; the caller must `close` it."""
-    server = RedisServer(redis_server_binary(), password=password)
+def start_redis(
+    *,
+    password: str | None = None,
+    args: Sequence[str] = (),
+    config: str | None = None,
+    tls: TlsFiles | None = None,
+) -> RedisServer:
+    """Start a fresh ``redis-server`` on a free loopback port; the caller must `close` it.
+
+    ``args``, ``config`` and ``tls`` are `RedisServer`'s. An ``args`` item ``"{free_port}"`` is
+    replaced by another free port (a Cluster node's bus port), chosen again with the server's.
+    """
+    server = RedisServer(
+        redis_server_binary(), password=password, args=args, config=config, tls=tls
+    )
+    server.args = [_free_port_for(arg) for arg in args]
     try:
         for attempt in range(PORT_ATTEMPTS):
             try:
@@ -180,6 +253,7 @@ def start_redis(*, password: str | None = None) -> RedisServer:
                 if attempt == PORT_ATTEMPTS - 1:
                     raise
                 server.port = _free_port()
+                server.args = [_free_port_for(arg) for arg in args]
     except BaseException:
         server.close()
         raise
@@ -224,6 +298,10 @@ def finish_workers(workers: list[Worker], *, timeout: float) -> list[dict[str, A
         assert process.returncode == 0, err.decode()
         results.append(json.loads(out.read_text()))
     return results
+
+
+def _free_port_for(arg: str) -> str:
+    return str(_free_port()) if arg == "{free_port}" else arg
 
 
 def _free_port() -> int:

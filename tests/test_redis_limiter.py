@@ -17,6 +17,8 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 import trio
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
 from redis_server import RedisServer, redis_server_fixture, start_redis  # noqa: F401
 
 from convoso_async._errors import ConfigurationError, ConvosoError
@@ -428,6 +430,8 @@ async def test_wrong_password_is_reported_without_it() -> None:
         ("rediss://s3cret@cache", "rediss://***@cache"),
         ("redis://cache:6379/0?password=s3cret&db=1", "redis://cache:6379/0?password=***&db=1"),
         ("unix:///run/redis.sock?db=0", "unix:///run/redis.sock?db=0"),
+        ("redis+cluster://:s3cret@n1:7000,n2:7001", "redis+cluster://:***@n1:7000,n2:7001"),
+        ("rediss+cluster://app:s3cret@n1:7000", "rediss+cluster://app:***@n1:7000"),
     ],
 )
 def test_repr_hides_the_password(url: str, shown: str) -> None:
@@ -436,11 +440,39 @@ def test_repr_hides_the_password(url: str, shown: str) -> None:
     assert repr(limiter).startswith(f"RedisRateLimiter({shown!r}, key='convoso:ratelimit'")
 
 
-def test_repr_of_a_callers_client_hides_its_password() -> None:
-    client = aioredis.Redis(host="cache", port=6380, db=3, password="s3cret")
-    limiter = RedisRateLimiter(client, rate=10)
+@pytest.mark.parametrize(
+    ("make", "shown"),
+    [
+        (
+            lambda: aioredis.Redis(host="cache", port=6380, db=3, password="s3cret"),
+            "redis://:***@cache:6380/3",
+        ),
+        (
+            lambda: aioredis.Redis(host="cache", port=6380, password="s3cret", ssl=True),
+            "rediss://:***@cache:6380/0",
+        ),
+        (
+            lambda: Sentinel(  # type: ignore[no-untyped-call]
+                [("s1", 26379), ("s2", 26380)], sentinel_kwargs={"password": "s3cret-sentinel"}
+            ).master_for("mymaster", username="app", password="s3cret"),
+            "redis+sentinel://app:***@s1:26379,s2:26380/mymaster",
+        ),
+        (
+            lambda: RedisCluster(host="n1", port=7000, password="s3cret"),
+            "redis+cluster://:***@n1:7000",
+        ),
+        (
+            lambda: RedisCluster(host="n1", port=7000, username="app", password="s3cret", ssl=True),
+            "rediss+cluster://app:***@n1:7000",
+        ),
+    ],
+)
+def test_repr_of_a_callers_client_names_where_it_points_without_its_password(
+    make: Callable[[], aioredis.Redis | RedisCluster], shown: str
+) -> None:
+    limiter = RedisRateLimiter(make(), rate=10)
     assert "s3cret" not in repr(limiter)
-    assert "redis://:***@cache:6380/3" in repr(limiter)
+    assert repr(limiter).startswith(f"RedisRateLimiter({shown!r}, key=")
 
 
 def test_trio_gets_a_clear_error() -> None:

@@ -1,0 +1,363 @@
+"""The Redis deployments the shared limiter meets, started for real on loopback by the tests.
+
+- `start_cluster`: a Redis Cluster of three masters (``cluster-enabled yes``, joined by
+  ``redis-cli --cluster create``), and `RedisClusterNodes.migrate_slot` to move one slot's keys
+  to another master mid-run (``CLUSTER SETSLOT`` IMPORTING / MIGRATING, ``MIGRATE``, ``NODE``);
+- `start_sentinel`: a primary, its replica and a Sentinel watching them;
+- `start_replica` and `wait_for_role`: a primary and replica to fail over by hand;
+- `make_tls_files`: a test CA (trustme) and a certificate for 127.0.0.1;
+- `SwitchProxy`: a TCP proxy whose upstream can be repointed, as a DNS name or a cloud
+  "primary endpoint" is after a failover: open connections stay where they were;
+- `max_in_window`: the most grants any window of one period held.
+
+Each helper skips the test like `redis_server` does when the binaries are missing (and fails it
+under CI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import trustme
+from redis_server import RedisServer, TlsFiles, start_redis
+
+__all__ = [
+    "RedisClusterNodes",
+    "command",
+    "SentinelSetup",
+    "SwitchProxy",
+    "make_tls_files",
+    "max_in_window",
+    "primary_and_replica_fixture",
+    "start_cluster",
+    "start_replica",
+    "start_sentinel",
+    "wait_for_role",
+]
+
+#: Seconds a deployment may take to settle (a cluster to agree, a replica to sync).
+SETTLE_TIMEOUT = 20.0
+#: A primary sends its data to a new replica at once, not after the default 5 s wait for more.
+PRIMARY_OPTIONS = ["--repl-diskless-sync-delay", "0"]
+
+
+def redis_cli_binary() -> str:
+    """The ``redis-cli`` path; skips the test locally, fails it under CI, when missing."""
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        message = "redis-cli is not installed (apt-get install redis-tools)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must provide it", pytrace=False)
+        pytest.skip(message)
+    return binary
+
+
+def max_in_window(stamps: Sequence[float], period: float = 1.0) -> int:
+    """The most of ``stamps`` that any window of ``period`` seconds holds."""
+    ordered = sorted(stamps)
+    most, first = 0, 0
+    for last, stamp in enumerate(ordered):
+        while stamp - ordered[first] >= period:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+Check = Callable[[], Awaitable[bool]]
+
+
+async def command(client: aioredis.Redis, *args: str | int | bytes) -> Any:
+    """Any command, raw (redis-py leaves ``execute_command`` untyped)."""
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+async def _settle(what: str, check: Check) -> None:
+    """Poll ``check`` until it returns True, or fail the test."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {SETTLE_TIMEOUT:g}s", pytrace=False)
+        await asyncio.sleep(0.05)
+
+
+# --- Cluster --------------------------------------------------------------------------------
+
+
+class RedisClusterNodes:
+    """The masters of a test cluster, each a `RedisServer`."""
+
+    def __init__(self, servers: list[RedisServer]) -> None:
+        self.servers = servers
+
+    @property
+    def url(self) -> str:
+        """The limiter's cluster URL, naming two of the nodes as startup nodes."""
+        nodes = ",".join(f"127.0.0.1:{server.port}" for server in self.servers[:2])
+        return f"redis+cluster://{nodes}"
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    async def owner(self, slot: int) -> RedisServer:
+        """The master that serves ``slot``, as that master itself says."""
+        for server in self.servers:
+            async with aioredis.Redis(port=server.port) as client:
+                if slot in _own_slots(await command(client, "CLUSTER", "NODES")):
+                    return server
+        raise AssertionError(f"no master serves slot {slot}")
+
+    async def migrate_slot(self, slot: int, target: RedisServer) -> None:
+        """Move ``slot`` and its keys to ``target``, as ``redis-cli --cluster reshard`` does."""
+        source = await self.owner(slot)
+        assert source is not target, "the slot is already there"
+        async with (
+            aioredis.Redis(port=source.port) as src,
+            aioredis.Redis(port=target.port) as dst,
+        ):
+            source_id = (await command(src, "CLUSTER", "MYID")).decode()
+            target_id = (await command(dst, "CLUSTER", "MYID")).decode()
+            await command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+            await command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+            while keys := await command(src, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+                await command(src, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        # The target first, then the source, then the rest: the order the Redis docs give.
+        for server in [target, source, *(s for s in self.servers if s not in (source, target))]:
+            async with aioredis.Redis(port=server.port) as client:
+                await command(client, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+def _own_slots(nodes: bytes | str) -> set[int]:
+    text = nodes.decode() if isinstance(nodes, bytes) else nodes
+    mine = next(line for line in text.splitlines() if "myself" in line.split()[2])
+    slots: set[int] = set()
+    for item in mine.split()[8:]:
+        if item.startswith("["):
+            continue  # a slot being imported or migrated: not (yet, or any longer) served here
+        first, _, last = item.partition("-")
+        slots.update(range(int(first), int(last or first) + 1))
+    return slots
+
+
+def start_cluster(masters: int = 3) -> RedisClusterNodes:
+    """Start a cluster of ``masters`` masters on loopback; the caller must `close` it."""
+    cli = redis_cli_binary()
+    options = [
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", "nodes.conf",
+        "--cluster-port", "{free_port}",
+        "--cluster-node-timeout", "5000",
+    ]  # fmt: skip
+    cluster = RedisClusterNodes([])
+    try:
+        for _ in range(masters):
+            cluster.servers.append(start_redis(args=options))
+        addresses = [f"127.0.0.1:{server.port}" for server in cluster.servers]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=SETTLE_TIMEOUT,
+        )
+        asyncio.run(_settle("the cluster did not agree", cluster_agrees(cluster)))
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
+
+
+def cluster_agrees(cluster: RedisClusterNodes) -> Check:
+    """A check for `_settle`: every node says the cluster is ok and sees every master."""
+
+    async def check() -> bool:
+        for server in cluster.servers:
+            async with aioredis.Redis(port=server.port) as client:
+                info = (await command(client, "CLUSTER", "INFO")).decode()
+                nodes = (await command(client, "CLUSTER", "NODES")).decode()
+            masters = [line for line in nodes.splitlines() if "master" in line.split()[2]]
+            if "cluster_state:ok" not in info or len(masters) != len(cluster.servers):
+                return False
+        return True
+
+    return check
+
+
+# --- Replication and Sentinel ---------------------------------------------------------------
+
+
+@pytest.fixture(name="primary_and_replica")
+def primary_and_replica_fixture() -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A primary and its synced replica, for one test."""
+    primary = start_redis(args=PRIMARY_OPTIONS)
+    try:
+        replica = start_replica(primary)
+        try:
+            yield primary, replica
+        finally:
+            replica.close()
+    finally:
+        primary.close()
+
+
+def start_replica(primary: RedisServer, *, args: Sequence[str] = ()) -> RedisServer:
+    """Start a replica of ``primary`` and wait until it has synced."""
+    replica = start_redis(args=["--replicaof", "127.0.0.1", str(primary.port), *args])
+    try:
+        asyncio.run(wait_for_role(replica, "slave"))
+    except BaseException:
+        replica.close()
+        raise
+    return replica
+
+
+async def wait_for_role(server: RedisServer, role: str) -> None:
+    """Wait until ``server`` has ``role`` ("master", or "slave" with its link to the master up)."""
+
+    async def check() -> bool:
+        async with aioredis.Redis(port=server.port) as client:
+            info = await client.info("replication")
+        if info.get("role") != role:
+            return False
+        return role == "master" or info.get("master_link_status") == "up"
+
+    await _settle(f"redis-server :{server.port} did not become {role}", check)
+
+
+@dataclass
+class SentinelSetup:
+    """A primary, its replica, and one Sentinel watching them as ``mymaster``."""
+
+    primary: RedisServer
+    replica: RedisServer
+    sentinel: RedisServer
+    service: str = "mymaster"
+
+    def close(self) -> None:
+        for server in (self.sentinel, self.replica, self.primary):
+            server.close()
+
+
+def start_sentinel() -> SentinelSetup:
+    """Start a primary, a replica and a Sentinel (quorum 1, down after 500 ms)."""
+    primary = start_redis(args=PRIMARY_OPTIONS)
+    servers = [primary]
+    try:
+        replica = start_replica(primary)
+        servers.append(replica)
+        config = (
+            f"sentinel monitor mymaster 127.0.0.1 {primary.port} 1\n"
+            "sentinel down-after-milliseconds mymaster 500\n"
+            "sentinel failover-timeout mymaster 10000\n"
+        )
+        sentinel = start_redis(config=config, args=["--sentinel"])
+        servers.append(sentinel)
+
+        async def sees_the_replica() -> bool:
+            async with aioredis.Redis(port=sentinel.port) as client:
+                replicas = await command(client, "SENTINEL", "REPLICAS", "mymaster")
+            return any(
+                replica.get(b"flags") == b"slave" and replica.get(b"master-link-status") == b"ok"
+                for replica in replicas
+            )
+
+        asyncio.run(_settle("the Sentinel did not find the replica", sees_the_replica))
+    except BaseException:
+        for server in servers:
+            server.close()
+        raise
+    return SentinelSetup(primary, replica, sentinel)
+
+
+# --- TLS ------------------------------------------------------------------------------------
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A new test CA, and a certificate it signed for 127.0.0.1, written under ``directory``."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    files = TlsFiles(directory / "server.pem", directory / "server.key", directory / "ca.pem")
+    cert.cert_chain_pems[0].write_to_path(str(files.cert))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(files.cert), append=True)
+    cert.private_key_pem.write_to_path(str(files.key))
+    ca.cert_pem.write_to_path(str(files.ca))
+    return files
+
+
+# --- a proxy to repoint ---------------------------------------------------------------------
+
+
+class SwitchProxy:
+    """A TCP proxy on 127.0.0.1 in the running event loop, relaying to ``upstream``.
+
+    Assigning ``upstream`` sends the connections made from then on to the new address; those
+    already open stay with the old one, as a repointed DNS name or cloud endpoint leaves them.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start the proxy first"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def __aenter__(self) -> SwitchProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        # Closing every end lets each relay see the end of its stream and finish on its own
+        # (a cancelled one would make asyncio's stream callback log an error).
+        for writer in list(self._writers):
+            writer.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        self._writers.add(up_writer)
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            for end in (writer, up_writer):
+                end.close()
+                self._writers.discard(end)
+            self._tasks.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until either side ends, then close the writing side (so its peer sees the end)."""
+    with contextlib.suppress(OSError):
+        while chunk := await reader.read(65536):
+            writer.write(chunk)
+            await writer.drain()
+    writer.close()
