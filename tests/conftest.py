@@ -76,9 +76,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def instant_retries() -> Iterator[None]:
     """Retries still happen, without sleeping."""
-    convoso_async.set_testing(True)
-    yield
-    convoso_async.set_testing(False)
+    with convoso_async.set_testing():
+        yield
 
 
 @pytest.fixture
@@ -112,9 +111,7 @@ def serving_cli(fake: FakeConvoso, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
     Retries do not sleep, and the token and base-URL variables point at the fake.
     """
-    convoso_async.set_testing(True)
-    with fake.serve_in_thread() as url:
+    with convoso_async.set_testing(), fake.serve_in_thread() as url:
         monkeypatch.setenv("CONVOSO_AUTH_TOKEN", fake.TOKEN)
         monkeypatch.setenv("CONVOSO_BASE_URL", url)
         yield url
-    convoso_async.set_testing(False)

@@ -236,11 +236,9 @@ async def test_connection_refused_is_a_connection_error_not_a_timeout(anyio_back
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     client = AsyncConvoso("t", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1)
-    convoso_async.set_testing(True)
     try:
-        with pytest.raises(APIConnectionError) as caught:
+        with convoso_async.set_testing(), pytest.raises(APIConnectionError) as caught:
             await client.campaigns.search()
     finally:
-        convoso_async.set_testing(False)
         await client.aclose()
     assert type(caught.value) is APIConnectionError

@@ -60,9 +60,8 @@ FUZZ = settings(
 def _instant_waits() -> Iterator[None]:
     # A 429 with Retry-After pauses the whole client (up to a minute); hypothesis draws such
     # answers often. Module-scoped: hypothesis refuses function-scoped fixtures under @given.
-    convoso_async.set_testing(True)
-    yield
-    convoso_async.set_testing(False)
+    with convoso_async.set_testing():
+        yield
 
 
 # -- a server that answers whatever it is told to ---------------------------------------------

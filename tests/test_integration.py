@@ -104,8 +104,7 @@ async def test_server_429_pauses_every_task_and_all_campaigns_still_succeed(
 async def test_each_fault_kind_over_loopback_is_retried_or_typed(
     anyio_backend: str, kind: FaultKind, options: dict[str, Any], error_name: str
 ) -> None:
-    convoso_async.set_testing(True)
-    try:
+    with convoso_async.set_testing():
         fake = FakeConvoso(campaigns=4)
         fault = fake.add_fault(Fault(kind, **options))
         # Only the slow fault waits out the timeout; the others answer at once, and a long
@@ -134,5 +133,3 @@ async def test_each_fault_kind_over_loopback_is_retried_or_typed(
             fake.add_fault(fault)
             await convoso.campaigns.activate("1001")
             assert fake.campaign_status("1001") == "Y"
-    finally:
-        convoso_async.set_testing(False)

@@ -279,3 +279,15 @@ def test_patching_aiohttp_counts_as_mocking_for_the_opt_in() -> None:
     with patch.object(aiohttp.ClientSession, "_request", new=AsyncMock()):
         assert mocked()
     assert not mocked()
+
+
+def test_a_family_first_seen_while_patched_is_not_mocked_once_the_patch_is_gone() -> None:
+    # The old httpx is looked at first when a request is sent, perhaps under a mock.
+    import httpcore2
+
+    with patch.object(httpx2.AsyncClient, "send", new=AsyncMock()):
+        family = families.Family(httpx2, httpcore2)
+        assert family.mocked()
+    assert not family.mocked()
+    with patch.object(httpx2.AsyncClient, "send", new=AsyncMock()):
+        assert family.mocked()

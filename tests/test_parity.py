@@ -64,9 +64,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.lower().endswith("_proxy") or name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
             monkeypatch.delenv(name)
-    convoso_async.set_testing(True)
-    yield
-    convoso_async.set_testing(False)
+    with convoso_async.set_testing():
+        yield
 
 
 async def run_calls(kind: str, base_url: str, *, calls: int = 1, **options: Any) -> list[object]:

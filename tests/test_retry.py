@@ -13,7 +13,7 @@ import convoso_async
 from convoso_async import APIError, AsyncConvoso, RateLimitError
 from convoso_async._defaults import RETRY_AFTER_CAP
 from convoso_async._errors import APIConnectionError, APIStatusError, APITimeoutError, ServerError
-from convoso_async._pacing.retry import RetryPolicy, is_retryable, parse_retry_after
+from convoso_async._pacing.retry import RetryPolicy, is_retryable, is_testing, parse_retry_after
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.timezone.utc)
 
@@ -63,13 +63,35 @@ def test_retry_after_replaces_the_backoff_within_the_cap() -> None:
 
 def test_set_testing_makes_every_wait_zero() -> None:
     policy = RetryPolicy(3)
-    convoso_async.set_testing(True)
-    try:
+    with convoso_async.set_testing():
         assert policy.delay(RateLimitError(429, retry_after=30.0), 1) == 0.0
         assert policy.delay(ServerError(503), 3) == 0.0
+    assert policy.delay(RateLimitError(429, retry_after=30.0), 1) == 30.0
+
+
+def failing_test_body() -> None:
+    with convoso_async.set_testing():
+        assert is_testing()
+        with convoso_async.set_testing(False):
+            assert not is_testing()
+        assert is_testing()  # the inner block put back the outer one's setting
+        raise RuntimeError("a failing test")
+
+
+def test_set_testing_restores_the_previous_setting_even_when_the_block_fails() -> None:
+    assert not is_testing()
+    with pytest.raises(RuntimeError):
+        failing_test_body()
+    assert not is_testing()
+
+
+def test_set_testing_called_without_with_stays_until_called_again() -> None:
+    convoso_async.set_testing(True)
+    try:
+        assert is_testing()
     finally:
         convoso_async.set_testing(False)
-    assert policy.delay(RateLimitError(429, retry_after=30.0), 1) == 30.0
+    assert not is_testing()
 
 
 @pytest.mark.parametrize(

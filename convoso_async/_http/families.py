@@ -35,14 +35,20 @@ from .answer import SendError
 __all__ = ["HTTPX2", "Family", "family_of", "old_httpx", "send_error"]
 
 
+_UNKNOWN = object()
+
+
+def _library_of(value: object) -> str:
+    return str(getattr(value, "__module__", "") or "").split(".")[0]
+
+
 def _genuine(owner: type, name: str) -> object:
-    """What ``owner.name`` is when nothing patched it (a sentinel if it is patched already)."""
+    """What ``owner.name`` is when nothing patched it (`_UNKNOWN` if it is patched now)."""
     value = vars(owner).get(name)
     if value is None:
         return None  # inherited: a patch would add it to this class
-    library = owner.__module__.split(".")[0]
-    if getattr(value, "__module__", "").split(".")[0] != library:
-        return object()  # patched before we looked: never equal, so always mocked
+    if _library_of(value) != owner.__module__.split(".")[0]:
+        return _UNKNOWN  # patched before we looked: learnt once the patch is gone
     return value
 
 
@@ -75,16 +81,24 @@ class Family:
                 (httpcore_module.AsyncHTTPProxy, "handle_async_request"),
             ]
         self.watched = tuple(watched)
-        self._originals = tuple(_genuine(owner, name) for owner, name in self.watched)
+        self._originals = [_genuine(owner, name) for owner, name in self.watched]
 
     def __repr__(self) -> str:
         return f"<Family {self.name} {self.version}>"
 
     def mocked(self) -> bool:
         """True while a mocking tool has replaced part of this family."""
-        for (owner, name), original in zip(self.watched, self._originals, strict=True):
-            if owner.__dict__.get(name) is not original:
-                return True
+        for index, (owner, name) in enumerate(self.watched):
+            original = self._originals[index]
+            if owner.__dict__.get(name) is original:
+                continue
+            if original is _UNKNOWN:
+                # First seen patched: the genuine one is known once the patch is gone.
+                learnt = _genuine(owner, name)
+                self._originals[index] = learnt
+                if learnt is not _UNKNOWN:
+                    continue
+            return True
         return False
 
     def owns(self, client: object) -> bool:

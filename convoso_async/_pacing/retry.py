@@ -11,8 +11,8 @@ that, within a cap.
 
 Tests (ours and yours) should not sleep::
 
-    import convoso_async
-    convoso_async.set_testing(True)   # every retry wait and 429 pause becomes 0
+    with convoso_async.set_testing():   # every retry wait and 429 pause is 0 inside
+        ...
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import email.utils
 import math
 import random
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -46,14 +47,39 @@ T = TypeVar("T")
 _testing = False
 
 
-def set_testing(on: bool = True) -> None:
+class _Restore:
+    """What `set_testing` returns: leaving its ``with`` block puts the old value back."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: bool) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _testing
+        _testing = self._previous
+
+
+def set_testing(on: bool = True) -> AbstractContextManager[None]:
     """Make every retry wait and every ``Retry-After`` pause instant (or normal again).
 
     Retries still happen, as many as ``max_retries`` allows; only the sleeping
-    goes. Meant for test suites: call it in a fixture or ``conftest.py``.
+    goes. Meant for test suites, as a context manager that restores the
+    previous setting on the way out, even when the test fails::
+
+        @pytest.fixture(autouse=True)
+        def instant_retries() -> Iterator[None]:
+            with convoso_async.set_testing():
+                yield
+
+    Called without ``with``, the switch stays as set until called again.
     """
     global _testing
-    _testing = bool(on)
+    previous, _testing = _testing, bool(on)
+    return _Restore(previous)
 
 
 def is_testing() -> bool:
