@@ -1,43 +1,91 @@
 """convoso-async: an async Python client for the Convoso call-center API.
 
-    >>> from convoso_async import AsyncConvoso
-    >>> async with AsyncConvoso() as convoso:          # token from CONVOSO_AUTH_TOKEN
-    ...     campaigns = await convoso.campaigns.search()
-    ...     result = await convoso.campaigns.set_status_many(["111", "222"], False)
-    ...     result.raise_for_failures()
+    from convoso_async import AsyncConvoso
+
+    async with AsyncConvoso() as convoso:          # token from CONVOSO_AUTH_TOKEN
+        campaigns = await convoso.campaigns.search()
+        result = await convoso.campaigns.set_status_many(["111", "222"], False)
+        result.raise_for_failures()
 
 Works on asyncio and trio. See the README for retries, rate limits, bulk
 changes, the fake server (`convoso_async.testing`) and the ``convoso`` CLI.
+
+Every public name is importable from here and reports ``convoso_async`` as its
+module (as httpx's do), wherever it is defined (each defining module says so).
+Names load on first use, so ``import convoso_async`` (and ``convoso --help``)
+costs next to nothing until the client is needed.
 """
 
-from ._bulk.changes import BatchProgress, BatchResult, StatusOutcome
-from ._client import AsyncConvoso
-from ._errors import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BatchError,
-    CampaignNotFoundError,
-    CircuitOpenError,
-    ConfigurationError,
-    ConvosoError,
-    InvalidStatusError,
-    NotSentError,
-    PermissionDeniedError,
-    RateLimitError,
-    RateLimiterUnavailableError,
-    ResponseDecodeError,
-    ServerError,
-)
-from ._models import Campaign, CampaignStatus, LastCallDate
-from ._pacing.breaker import CircuitBreaker, RetryBudget
-from ._pacing.ratelimit import AdaptiveLimiter, Limiter, RateLimiter
-from ._pacing.retry import set_testing
-from .schedule import Schedule, ScheduleError
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._bulk.changes import BatchProgress, BatchResult, StatusOutcome
+    from ._client import AsyncConvoso
+    from ._errors import (
+        APIConnectionError,
+        APIError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BatchError,
+        CampaignNotFoundError,
+        CircuitOpenError,
+        ConfigurationError,
+        ConvosoError,
+        InvalidStatusError,
+        NotSentError,
+        PermissionDeniedError,
+        RateLimitError,
+        RateLimiterUnavailableError,
+        ResponseDecodeError,
+        ServerError,
+    )
+    from ._models import Campaign, CampaignStatus, LastCallDate
+    from ._pacing.breaker import CircuitBreaker, RetryBudget
+    from ._pacing.ratelimit import AdaptiveLimiter, Limiter, RateLimiter
+    from ._pacing.retry import set_testing
+    from .schedule import Schedule, ScheduleError
+
+#: Where each public name lives: loaded on first use.
+_HOMES = {
+    "APIConnectionError": "._errors",
+    "APIError": "._errors",
+    "APIStatusError": "._errors",
+    "APITimeoutError": "._errors",
+    "AdaptiveLimiter": "._pacing.ratelimit",
+    "AsyncConvoso": "._client",
+    "AuthenticationError": "._errors",
+    "BatchError": "._errors",
+    "BatchProgress": "._bulk.changes",
+    "BatchResult": "._bulk.changes",
+    "Campaign": "._models",
+    "CampaignNotFoundError": "._errors",
+    "CampaignStatus": "._models",
+    "CircuitBreaker": "._pacing.breaker",
+    "CircuitOpenError": "._errors",
+    "ConfigurationError": "._errors",
+    "ConvosoError": "._errors",
+    "InvalidStatusError": "._errors",
+    "LastCallDate": "._models",
+    "Limiter": "._pacing.ratelimit",
+    "NotSentError": "._errors",
+    "PermissionDeniedError": "._errors",
+    "RateLimitError": "._errors",
+    "RateLimiter": "._pacing.ratelimit",
+    "RateLimiterUnavailableError": "._errors",
+    "ResponseDecodeError": "._errors",
+    "RetryBudget": "._pacing.breaker",
+    "Schedule": ".schedule",
+    "ScheduleError": ".schedule",
+    "ServerError": "._errors",
+    "StatusOutcome": "._bulk.changes",
+    "set_testing": "._pacing.retry",
+}
 
 __all__ = [
     "APIConnectionError",
@@ -63,8 +111,8 @@ __all__ = [
     "NotSentError",
     "PermissionDeniedError",
     "RateLimitError",
-    "RateLimiterUnavailableError",
     "RateLimiter",
+    "RateLimiterUnavailableError",
     "ResponseDecodeError",
     "RetryBudget",
     "Schedule",
@@ -74,3 +122,16 @@ __all__ = [
     "__version__",
     "set_testing",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'convoso_async' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

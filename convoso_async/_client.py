@@ -340,3 +340,7 @@ def _guard(budget: object, breaker: object, concurrency: int) -> Guard | None:
 
 def _check_limiter(rate_limit: object) -> RateLimiter | None:
     return limiter_from_option(rate_limit)  # type: ignore[arg-type]
+
+
+# A public name reports the package, where users import it from (as httpx's do).
+AsyncConvoso.__module__ = "convoso_async"

@@ -6,8 +6,9 @@ and it changes everywhere.
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
+
+from ._version import __version__
 
 #: Convoso's public API root. Paths such as ``/campaigns/search`` are appended.
 DEFAULT_BASE_URL = "https://api.convoso.com/v1"
@@ -48,19 +49,12 @@ RETRY_AFTER_CAP = 60.0
 RETRYABLE_STATUS_CODES = frozenset({429, 500, 502, 503, 504})
 
 
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("convoso-async")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
-        return "0+unknown"
-
-
 #: What the client's own requests say they are, as peers do: the library and the
 #: language, then the HTTP library in use (``convoso-async/0.1.0 python/3.11
 #: httpx2/2.16.2``, or ``aiohttp/3.14.5`` with the opt-in). A caller's own
 #: ``http_client`` keeps its own User-Agent.
 USER_AGENT_PREFIX = (
-    f"convoso-async/{_package_version()} python/{'.'.join(platform.python_version_tuple()[:2])}"
+    f"convoso-async/{__version__} python/{'.'.join(platform.python_version_tuple()[:2])}"
 )
 #: A retry budget (token bucket): retries a burst of failures may use, and the
 #: share of a retry each success gives back. 0.5 allows one retry per two

@@ -301,3 +301,26 @@ class RateLimiterUnavailableError(ConvosoError):
         self.key = key
         self.server = server
         super().__init__(message)
+
+
+# Public names report the package, where users import them from (as httpx's do).
+for _public in (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BatchError,
+    CampaignNotFoundError,
+    CircuitOpenError,
+    ConfigurationError,
+    ConvosoError,
+    InvalidStatusError,
+    NotSentError,
+    PermissionDeniedError,
+    RateLimitError,
+    RateLimiterUnavailableError,
+    ResponseDecodeError,
+    ServerError,
+):
+    _public.__module__ = "convoso_async"

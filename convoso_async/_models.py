@@ -320,3 +320,8 @@ def _decode_error(exc: Exception, path: str) -> ResponseDecodeError:
     return ResponseDecodeError(
         f"Convoso's answer is not of the documented shape: {problem}{more}", path=full_path
     )
+
+
+# Public names report the package, where users import them from (as httpx's do).
+for _public in (Campaign, CampaignStatus, LastCallDate):
+    _public.__module__ = "convoso_async"

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import pkgutil
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +102,41 @@ def test_private_modules_are_not_reexported_under_public_names() -> None:
         and not _is_public(value.__name__)
     ]
     assert leaks == []
+
+
+_WHERE_DEFINED = """
+import importlib, json, sys
+import convoso_async
+homes = convoso_async._HOMES
+seen = {}
+for name, home in homes.items():  # from the defining module, before the package hands it out
+    seen[name] = getattr(importlib.import_module(home, "convoso_async"), name).__module__
+print(json.dumps(seen))
+"""
+
+
+def test_every_public_name_reports_the_package_as_its_module_wherever_it_comes_from() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WHERE_DEFINED], capture_output=True, text=True, check=True
+    )
+    modules = json.loads(done.stdout)
+    expected = dict.fromkeys(modules, "convoso_async")
+    # Schedules are public in their own module, where their docs are.
+    expected |= {"Schedule": "convoso_async.schedule", "ScheduleError": "convoso_async.schedule"}
+    assert modules == expected
+    assert set(modules) == set(convoso_async.__all__) - {"__version__"}
+    assert repr(convoso_async.CampaignNotFoundError) == (
+        "<class 'convoso_async.CampaignNotFoundError'>"
+    )
+
+
+def test_importing_the_package_loads_no_http_library() -> None:
+    code = "import sys, convoso_async; print(sorted(m for m in sys.modules if m in MODULES))"
+    modules = "{'httpx2', 'httpcore2', 'httpx', 'httpcore', 'aiohttp', 'trio', 'rich', 'redis'}"
+    done = subprocess.run(
+        [sys.executable, "-c", f"MODULES = {modules}\n{code}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import attrs
@@ -97,6 +97,10 @@ class BatchProgress:
         return attrs.asdict(self)
 
 
+def _frozen_ids(ids: Iterable[str]) -> frozenset[str]:
+    return frozenset(ids)
+
+
 def _frozen_errors(errors: Mapping[str, Exception]) -> Mapping[str, Exception]:
     return MappingProxyType(dict(errors))
 
@@ -143,6 +147,10 @@ class BatchResult:
     not_sent: Mapping[str, Exception] = attrs.field(factory=dict, converter=_frozen_errors)
     unknown: tuple[str, ...] = ()
     stopped_by: Exception | None = None
+    #: Failed ids that were never sent (unknown to the pre-flight search).
+    _failed_unsent: frozenset[str] = attrs.field(
+        factory=frozenset, converter=_frozen_ids, repr=False, alias="failed_unsent"
+    )
 
     @property
     def ok(self) -> bool:
@@ -152,11 +160,8 @@ class BatchResult:
     @property
     def retries(self) -> int:
         """HTTP attempts beyond the first, over the whole batch."""
-        sent = (
-            len(self.succeeded)
-            + sum(1 for e in self.failed.values() if not isinstance(e, _LocalNotFound))
-            + len(self.unknown)
-        )
+        sent = len(self.succeeded) + len(self.failed) - len(self._failed_unsent)
+        sent += len(self.unknown)
         return max(0, self.attempts - sent)
 
     def raise_for_failures(self) -> None:
@@ -229,22 +234,13 @@ class BatchResult:
         }
 
 
-class _LocalNotFound(CampaignNotFoundError):
-    """Unknown id found by the pre-flight search: failed without a request."""
-
-
 def _campaigns(count: int) -> str:
     return f"{count} campaign" if count == 1 else f"{count} campaigns"
 
 
 def error_to_dict(error: BaseException) -> dict[str, str]:
-    """``{"error": "CampaignNotFoundError", "message": "campaign '9' does not exist"}``.
-
-    The class named is the nearest public one, so an internal subclass shows
-    as the error users catch.
-    """
-    public = next(c for c in type(error).__mro__ if not c.__name__.startswith("_"))
-    return {"error": public.__name__, "message": str(error)}
+    """``{"error": "CampaignNotFoundError", "message": "campaign '9' does not exist"}``."""
+    return {"error": type(error).__name__, "message": str(error)}
 
 
 class _Halted(Exception):
@@ -359,6 +355,116 @@ class _Sender:
         return unknown, unsent
 
 
+class _Tally:
+    """The buckets of one bulk change as its outcomes arrive, and the result they make."""
+
+    def __init__(
+        self,
+        targets: Mapping[str, bool],
+        sender: _Sender,
+        on_progress: Callable[[BatchProgress], None] | None,
+    ) -> None:
+        self.targets = targets
+        self.sender = sender
+        self._on_progress = on_progress
+        self._started = time.monotonic()
+        self.succeeded: list[str] = []
+        self.failed: dict[str, Exception] = {}
+        self.failed_unsent: set[str] = set()
+        self.not_sent: dict[str, Exception] = {}
+        self.skipped: list[str] = []
+        self.settled: set[str] = set()
+        self.current: dict[str, bool] = {}
+        self.attempts = 0
+
+    def progress(self) -> None:
+        if self._on_progress is None:
+            return
+        done = len(self.succeeded) + len(self.failed) + len(self.skipped) + len(self.not_sent)
+        counts = (len(self.succeeded), len(self.failed), len(self.skipped), len(self.not_sent))
+        try:
+            self._on_progress(BatchProgress(done, len(self.targets), *counts))
+        except Exception:
+            # A broken progress display must not abort the batch and lose the
+            # accounting of campaigns already changed: report it once, go on.
+            logger.exception("on_progress raised; progress reports are off for this batch")
+            self._on_progress = None
+
+    def record(self, outcome: bulk.Outcome[str, None]) -> None:
+        """One change finished: settle it (its audit line) and put it in its bucket."""
+        result = self.sender.settle(outcome)
+        self.attempts += result.attempts
+        self.settled.add(result.campaign_id)
+        if result.error is None:
+            self.succeeded.append(result.campaign_id)
+        elif not result.sent:
+            self.not_sent[result.campaign_id] = result.error
+        else:
+            self.failed[result.campaign_id] = result.error
+        self.progress()
+
+    def preflight(self, found: Iterable[Campaign], *, skip_unchanged: bool) -> list[str]:
+        """Sort the targets by what the search found; return the ids still to send."""
+        self.current = {campaign.id: campaign.is_active for campaign in found}
+        to_send = []
+        for campaign_id, active in self.targets.items():
+            if campaign_id not in self.current:
+                self.failed[campaign_id] = CampaignNotFoundError(
+                    "not among the account's campaigns (checked by search before sending)",
+                    campaign_id=campaign_id,
+                )
+                self.failed_unsent.add(campaign_id)
+                _audit(campaign_id, active, "failed", 0, error="CampaignNotFoundError")
+            elif skip_unchanged and self.current[campaign_id] == active:
+                self.skipped.append(campaign_id)
+                _audit(campaign_id, active, "skipped", 0)
+            else:
+                to_send.append(campaign_id)
+        self.settled.update(self.failed, self.skipped)
+        if self.failed or self.skipped:
+            self.progress()
+        return to_send
+
+    def plan(self, to_send: list[str]) -> BatchResult:
+        """The result of a dry run: what a real one would send."""
+        for campaign_id in to_send:
+            _audit(campaign_id, self.targets[campaign_id], "planned", 0)
+        return BatchResult(
+            targets=dict(self.targets),
+            failed=self.failed,
+            skipped=tuple(self.skipped),
+            dry_run=True,
+            planned=tuple(to_send),
+            current=self.current,
+            elapsed=time.monotonic() - self._started,
+            failed_unsent=self.failed_unsent,
+        )
+
+    def result(self, stopped: Literal["deadline", "interrupted"] | None = None) -> BatchResult:
+        """The result so far; when the work was ``stopped``, the rest is unknown or not sent."""
+        unknown: list[str] = []
+        unsent: dict[str, Exception] = {}
+        if stopped is not None:
+            unsettled = (i for i in self.targets if i not in self.settled)
+            unknown, unsent = self.sender.stop(unsettled, stopped)
+            self.not_sent.update(unsent)
+        sender = self.sender
+        stopped_by = sender.fatal or next(iter(unsent.values()), None) or sender.first_unsent
+        return BatchResult(
+            targets=dict(self.targets),
+            succeeded=tuple(self.succeeded),
+            failed=self.failed,
+            skipped=tuple(self.skipped),
+            current=self.current,
+            attempts=self.attempts,
+            elapsed=time.monotonic() - self._started,
+            not_sent=self.not_sent,
+            unknown=tuple(unknown),
+            stopped_by=stopped_by,
+            failed_unsent=self.failed_unsent,
+        )
+
+
 async def apply(
     targets: Mapping[str, bool],
     *,
@@ -379,115 +485,38 @@ async def apply(
     every id gets its audit line, ``on_interrupt`` receives the partial
     result, and the cancellation goes on.
     """
-    started = time.monotonic()
-    total = len(targets)
-    succeeded: list[str] = []
-    failed: dict[str, Exception] = {}
-    not_sent: dict[str, Exception] = {}
-    skipped: list[str] = []
-    settled: set[str] = set()
-    current: dict[str, bool] = {}
-    attempts = 0
-    sender = _Sender(targets, send)
-
-    def progress() -> None:
-        nonlocal on_progress
-        if on_progress is None:
-            return
-        done = len(succeeded) + len(failed) + len(skipped) + len(not_sent)
-        try:
-            on_progress(
-                BatchProgress(done, total, len(succeeded), len(failed), len(skipped), len(not_sent))
-            )
-        except Exception:
-            # A broken progress display must not abort the batch and lose the
-            # accounting of campaigns already changed: report it once, go on.
-            logger.exception("on_progress raised; progress reports are off for this batch")
-            on_progress = None
-
-    def record(outcome: bulk.Outcome[str, None]) -> None:
-        nonlocal attempts
-        result = sender.settle(outcome)
-        attempts += result.attempts
-        settled.add(result.campaign_id)
-        if result.error is None:
-            succeeded.append(result.campaign_id)
-        elif not result.sent:
-            not_sent[result.campaign_id] = result.error
-        else:
-            failed[result.campaign_id] = result.error
-        progress()
-
-    def partial(reason: str) -> BatchResult:
-        for outcome in sender.answered():  # none in practice: `record` settles each at once
-            record(outcome)
-        unknown, unsent = sender.stop((i for i in targets if i not in settled), reason)
-        not_sent.update(unsent)
-        stopped = sender.fatal or next(iter(unsent.values()), None) or sender.first_unsent
-        return BatchResult(
-            targets=dict(targets),
-            succeeded=tuple(succeeded),
-            failed=failed,
-            skipped=tuple(skipped),
-            current=current,
-            attempts=attempts,
-            elapsed=time.monotonic() - started,
-            not_sent=not_sent,
-            unknown=tuple(unknown),
-            stopped_by=stopped,
-        )
-
+    tally = _Tally(targets, _Sender(targets, send), on_progress)
     try:
         with anyio.move_on_after(math.inf if deadline is None else deadline) as scope:
             to_send = list(targets)
             if skip_unchanged or dry_run:
-                current = {campaign.id: campaign.is_active for campaign in await search()}
-                to_send = []
-                for campaign_id, active in targets.items():
-                    if campaign_id not in current:
-                        failed[campaign_id] = _LocalNotFound(
-                            "not among the account's campaigns (checked by search before sending)",
-                            campaign_id=campaign_id,
-                        )
-                        _audit(campaign_id, active, "failed", 0, error="CampaignNotFoundError")
-                    elif skip_unchanged and current[campaign_id] == active:
-                        skipped.append(campaign_id)
-                        _audit(campaign_id, active, "skipped", 0)
-                    else:
-                        to_send.append(campaign_id)
-                settled.update(failed, skipped)
-                if failed or skipped:
-                    progress()
+                to_send = tally.preflight(await search(), skip_unchanged=skip_unchanged)
             if dry_run:
-                for campaign_id in to_send:
-                    _audit(campaign_id, targets[campaign_id], "planned", 0)
-                return BatchResult(
-                    targets=dict(targets),
-                    failed=failed,
-                    skipped=tuple(skipped),
-                    dry_run=True,
-                    planned=tuple(to_send),
-                    current=current,
-                    elapsed=time.monotonic() - started,
-                )
+                return tally.plan(to_send)
             await bulk.run_all(
-                to_send, sender.change, max_concurrency=max_concurrency, on_outcome=record
+                to_send,
+                tally.sender.change,
+                max_concurrency=max_concurrency,
+                on_outcome=tally.record,
             )
     except BaseException as exc:
         if isinstance(exc, Exception):
             raise  # a failure of the batch itself (the pre-flight search, say)
         # Cancelled, interrupted: account for every id, then let it go on.
-        result = partial("interrupted")
-        if on_interrupt is not None:
-            try:
-                on_interrupt(result)
-            except Exception:
-                logger.exception("on_interrupt raised")
+        _tell(on_interrupt, tally.result(stopped="interrupted"))
         raise
     if scope.cancelled_caught:
         logger.warning("the batch's deadline of %gs passed: stopping it", deadline)
-    # After a full run nothing is left unsettled, and `partial` marks no id.
-    return partial("deadline")
+        return tally.result(stopped="deadline")
+    return tally.result()
+
+
+def _tell(on_interrupt: Callable[[BatchResult], None] | None, result: BatchResult) -> None:
+    if on_interrupt is not None:
+        try:
+            on_interrupt(result)
+        except Exception:
+            logger.exception("on_interrupt raised")
 
 
 async def stream(
@@ -513,3 +542,8 @@ async def stream(
         for outcome in sender.answered():
             sender.settle(outcome)
         sender.stop((), "interrupted")
+
+
+# Public names report the package, where users import them from (as httpx's do).
+for _public in (BatchProgress, BatchResult, StatusOutcome):
+    _public.__module__ = "convoso_async"

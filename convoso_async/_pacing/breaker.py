@@ -238,3 +238,8 @@ class Guard:
         """The attempt was cancelled: it proves nothing."""
         if self.breaker is not None:
             self.breaker.abandon(probe)
+
+
+# Public names report the package, where users import them from (as httpx's do).
+for _public in (CircuitBreaker, RetryBudget):
+    _public.__module__ = "convoso_async"

@@ -415,3 +415,8 @@ def limiter_from_option(
             f"with an async acquire() method; got {type(rate_limit).__name__}"
         )
     return Limiter(check_number("rate_limit", rate_limit, maximum=MAX_RATE, unit="requests"))
+
+
+# Public names report the package, where users import them from (as httpx's do).
+for _public in (AdaptiveLimiter, Limiter, RateLimiter):
+    _public.__module__ = "convoso_async"

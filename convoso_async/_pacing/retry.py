@@ -241,3 +241,7 @@ def _guarded(attempt: Callable[[int], Awaitable[T]], guard: Guard) -> Callable[[
         return result
 
     return guarded
+
+
+# A public name reports the package, where users import it from (as httpx's do).
+set_testing.__module__ = "convoso_async"

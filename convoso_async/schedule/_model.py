@@ -294,3 +294,7 @@ def _format_days(days: frozenset[int]) -> str:
             parts.extend(_DAY_ABBREVIATIONS[d] for d in run)
         run_start = index + 1
     return ", ".join(parts)
+
+
+# A public name reports its public module, where users import it from (as httpx's do).
+Window.__module__ = "convoso_async.schedule"

@@ -504,3 +504,8 @@ class _SourceLines:
             if self.lines[number - 1].strip():
                 return number
         return 1
+
+
+# Public names report their public module, where users import them from (as httpx's do).
+for _public in (Schedule, ScheduleError):
+    _public.__module__ = "convoso_async.schedule"
