@@ -10,9 +10,10 @@ import pytest
 import respx
 
 import convoso_async
-from convoso_async import APIError, AsyncConvoso, RateLimitError
+from convoso_async import APIError, AsyncConvoso, CircuitBreaker, RateLimitError, RetryBudget
 from convoso_async._defaults import RETRY_AFTER_CAP
 from convoso_async._errors import APIConnectionError, APIStatusError, APITimeoutError, ServerError
+from convoso_async._pacing.breaker import Guard
 from convoso_async._pacing.retry import RetryPolicy, is_retryable, is_testing, parse_retry_after
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.timezone.utc)
@@ -55,10 +56,34 @@ def test_backoff_is_full_jitter_within_the_exponential_cap() -> None:
         assert max(samples) > ceiling * 0.8
 
 
-def test_retry_after_replaces_the_backoff_within_the_cap() -> None:
-    policy = RetryPolicy(3, retry_after_cap=10.0)
+def test_retry_after_replaces_the_backoff() -> None:
+    # (Capped once, where the header is read: see the parse_retry_after cases above.)
+    policy = RetryPolicy(3)
     assert policy.delay(RateLimitError(429, retry_after=4.0), 1) == 4.0
-    assert policy.delay(ServerError(503, retry_after=30.0), 1) == 10.0
+    assert policy.delay(ServerError(503, retry_after=30.0), 3) == 30.0
+
+
+def test_next_wait_is_the_one_decision_about_another_attempt() -> None:
+    policy = RetryPolicy(2)
+    assert policy.next_wait(APIError("nope", code=6001), 1) is None  # success: false
+    assert policy.next_wait(APIStatusError(404), 1) is None  # any other 4xx
+    assert policy.next_wait(ServerError(503, retry_after=3.0), 1) == 3.0
+    assert policy.next_wait(RateLimitError(429, retry_after=1.0), 2) == 1.0
+    assert policy.next_wait(ServerError(503), 3) is None  # the retries are used up
+    with convoso_async.set_testing():
+        assert policy.next_wait(APIConnectionError("reset"), 1) == 0.0
+
+
+def test_next_wait_asks_the_guard_last_so_a_refusal_costs_no_token() -> None:
+    budget = RetryBudget(tokens=1, refill=0)
+    guard = Guard(budget, CircuitBreaker(failure_threshold=50))
+    policy = RetryPolicy(1)
+    assert policy.next_wait(ServerError(503), 2, guard) is None  # past max_retries: not asked
+    assert budget.tokens == 1
+    assert policy.next_wait(ServerError(503), 1, guard) is not None  # takes the token
+    assert policy.next_wait(ServerError(503), 1, guard) is None  # none left
+    assert policy.next_wait(RateLimitError(429), 1, guard) is not None  # 429s cost nothing
+    assert budget.tokens == 0
 
 
 def test_set_testing_makes_every_wait_zero() -> None:

@@ -133,22 +133,47 @@ def _seconds_until_http_date(text: str, now: dt.datetime | None) -> float | None
 
 @attrs.frozen
 class RetryPolicy:
-    """How many times to retry and how long to wait between attempts."""
+    """How many times to retry and how long to wait between attempts.
+
+    `next_wait` is the one place that decides whether another attempt goes
+    and after how long; `call` is the one loop that asks it.
+    """
 
     max_retries: int
     initial_backoff: float = RETRY_INITIAL_BACKOFF
     max_backoff: float = RETRY_MAX_BACKOFF
-    retry_after_cap: float = RETRY_AFTER_CAP
 
     def delay(self, error: BaseException, retry_number: int) -> float:
-        """Seconds to wait before retry ``retry_number`` (1-based) after ``error``."""
+        """Seconds to wait before retry ``retry_number`` (1-based) after ``error``.
+
+        The server's ``Retry-After`` when it gave one (capped once, where the
+        header is read: `parse_retry_after`), else exponential backoff with
+        full jitter; zero under `set_testing`.
+        """
         if _testing:
             return 0.0
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
-            return float(min(retry_after, self.retry_after_cap))
+            return float(retry_after)
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (retry_number - 1))
         return random.uniform(0.0, ceiling)
+
+    def next_wait(
+        self, error: BaseException, retry_number: int, guard: Guard | None = None
+    ) -> float | None:
+        """Whether retry ``retry_number`` (1-based) goes after ``error``, and after how long.
+
+        None: it does not, because the error is not worth another attempt (see
+        `is_retryable`), the retries are used up, or the ``guard`` refuses (an
+        open circuit breaker, an empty retry budget: asked last, so a refused
+        retry is the only one that costs nothing and a granted one costs one
+        token). Otherwise the seconds to wait first (`delay`).
+        """
+        if not is_retryable(error) or retry_number > self.max_retries:
+            return None
+        if guard is not None and not guard.may_retry(error):
+            return None
+        return self.delay(error, retry_number)
 
     async def call(
         self,
@@ -157,63 +182,65 @@ class RetryPolicy:
         on_retry: Callable[[BaseException, int, float], None] | None = None,
         guard: Guard | None = None,
     ) -> T:
-        """Run ``attempt(n)`` (n = 1, 2, ...) until it succeeds or the policy gives up.
+        """Run ``attempt(n)`` (n = 1, 2, ...) until it succeeds or `next_wait` says stop.
 
-        The first attempt runs directly; tenacity takes over only once a retry
-        is needed, which keeps the common, successful request cheap.
-        ``on_retry(error, retry_number, delay)`` is called before each wait.
-
-        With a ``guard`` (the client's retry budget and circuit breaker), an
-        open breaker refuses the first attempt with `CircuitOpenError`
-        (nothing sent), and a retry goes only while the breaker is closed
-        and the budget has a token; otherwise the last error is raised.
+        tenacity runs the loop; its three hooks (retry?, how long?, before the
+        wait) read one `next_wait` decision per failure, so a retry budget is
+        charged once. ``on_retry(error, retry_number, delay)`` is called before
+        each wait. With a ``guard`` (the client's retry budget and circuit
+        breaker), an open breaker refuses the first attempt with
+        `CircuitOpenError` (nothing sent).
         """
         if guard is not None:
             attempt = _guarded(attempt, guard)
-        try:
-            return await attempt(1)
-        except ConvosoError as error:
-            if self.max_retries <= 0 or not is_retryable(error):
-                raise
-            if guard is not None and not guard.may_retry(error):
-                raise
-            first_error: ConvosoError = error
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            # Attempt k of tenacity is overall attempt k + 1, retry number k.
-            failed = state.outcome.exception() if state.outcome else None
-            return self.delay(failed or first_error, state.attempt_number + 1)
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            if on_retry is not None and state.outcome is not None and state.next_action:
-                failed = state.outcome.exception()
-                if failed is not None:
-                    on_retry(failed, state.attempt_number + 1, state.next_action.sleep)
-
-        def should_retry(state: tenacity.RetryCallState) -> bool:
-            failed = state.outcome.exception() if state.outcome else None
-            if failed is None or not is_retryable(failed):
-                return False
-            if state.attempt_number >= self.max_retries:
-                return False  # tenacity stops here anyway: charge no retry token for it
-            return guard is None or guard.may_retry(failed)
-
-        first_delay = self.delay(first_error, 1)
-        if on_retry is not None:
-            on_retry(first_error, 1, first_delay)
-        await anyio.sleep(first_delay)
+        decision = _Decision(self, guard, on_retry)
         retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.max_retries),
-            wait=wait,
-            retry=should_retry,
+            retry=decision.retry,
+            wait=decision.wait,
+            stop=tenacity.stop_never,  # next_wait knows when to stop
             sleep=anyio.sleep,
-            before_sleep=before_sleep,
+            before_sleep=decision.before_sleep,
             reraise=True,
         )
         async for tenacity_attempt in retrying:
             with tenacity_attempt:
-                return await attempt(tenacity_attempt.retry_state.attempt_number + 1)
+                return await attempt(tenacity_attempt.retry_state.attempt_number)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+
+class _Decision:
+    """tenacity's hooks for one call, around one `RetryPolicy.next_wait` per failure."""
+
+    __slots__ = ("_guard", "_on_retry", "_policy", "_wait")
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        guard: Guard | None,
+        on_retry: Callable[[BaseException, int, float], None] | None,
+    ) -> None:
+        self._policy = policy
+        self._guard = guard
+        self._on_retry = on_retry
+        self._wait = 0.0
+
+    def retry(self, state: tenacity.RetryCallState) -> bool:
+        failed = state.outcome.exception() if state.outcome is not None else None
+        if not isinstance(failed, ConvosoError):
+            return False  # a success, or a bug: never retried
+        wait = self._policy.next_wait(failed, state.attempt_number, self._guard)
+        if wait is None:
+            return False
+        self._wait = wait
+        return True
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        return self._wait
+
+    def before_sleep(self, state: tenacity.RetryCallState) -> None:
+        failed = state.outcome.exception() if state.outcome is not None else None
+        if self._on_retry is not None and failed is not None:
+            self._on_retry(failed, state.attempt_number, self._wait)
 
 
 def _guarded(attempt: Callable[[int], Awaitable[T]], guard: Guard) -> Callable[[int], Awaitable[T]]:
