@@ -38,6 +38,18 @@ from ._resources.campaigns import Campaigns
 __all__ = ["AsyncConvoso"]
 
 
+class NotGiven:
+    """The default of `AsyncConvoso.with_options`: "keep this client's", where None means none."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN = NotGiven()
+
+
 class AsyncConvoso:
     """An async client for the Convoso API.
 
@@ -108,11 +120,11 @@ class AsyncConvoso:
         transport = _check_transport(transport, http_client)
         # Every number is checked before anything computes with it (the
         # breaker's threshold is derived from max_concurrency, say).
-        self._timeout = _check_timeout(timeout)
-        self._policy = RetryPolicy(check_retries(max_retries))
-        self._max_concurrency = check_concurrency(max_concurrency)
-        response_cap = check_count(
-            "max_response_bytes", max_response_bytes, minimum=1, maximum=MAX_RESPONSE_BYTES_LIMIT
+        self._set_options(
+            timeout=timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            max_response_bytes=max_response_bytes,
         )
         self._pipeline = Pipeline(
             base_url=root,
@@ -121,14 +133,24 @@ class AsyncConvoso:
             pause=PauseGate(),
             guard=_guard(retry_budget, circuit_breaker, self._max_concurrency),
         )
-        self._pool = Pool(
-            http_client,
-            self._max_concurrency,
-            base_url=root,
-            max_response_bytes=response_cap,
-            transport=transport,
-        )
+        self._pool = Pool(http_client, self._max_concurrency, base_url=root, transport=transport)
         self._owner = True
+
+    def _set_options(
+        self,
+        *,
+        timeout: object,
+        max_retries: object,
+        max_concurrency: object,
+        max_response_bytes: object,
+    ) -> None:
+        """Check and keep the options a client and each of its copies hold for themselves."""
+        self._timeout = check_number("timeout", timeout)
+        self._policy = RetryPolicy(check_retries(max_retries))
+        self._max_concurrency = check_concurrency(max_concurrency)
+        self._max_response_bytes = check_count(
+            "max_response_bytes", max_response_bytes, minimum=1, maximum=MAX_RESPONSE_BYTES_LIMIT
+        )
         self.campaigns = Campaigns(self)
 
     @property
@@ -168,35 +190,66 @@ class AsyncConvoso:
         """The limiter every request waits on, if any."""
         return self._pipeline.limiter
 
+    @property
+    def max_response_bytes(self) -> int:
+        """The largest answer read, as sent and once decompressed."""
+        return self._max_response_bytes
+
     def with_options(
         self,
         *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        max_concurrency: int | None = None,
-        rate_limit: float | Literal["auto"] | RateLimiter | None = None,
+        timeout: float | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        max_concurrency: int | NotGiven = NOT_GIVEN,
+        rate_limit: float | Literal["auto"] | RateLimiter | NotGiven | None = NOT_GIVEN,
+        retry_budget: RetryBudget | bool | NotGiven = NOT_GIVEN,
+        circuit_breaker: CircuitBreaker | bool | NotGiven = NOT_GIVEN,
+        max_response_bytes: int | NotGiven = NOT_GIVEN,
     ) -> AsyncConvoso:
-        """A copy with some options changed, sharing this client's pool, limiter, pause,
-        retry budget and circuit breaker.
+        """A copy with the options given changed; the others as this client has them.
 
-            >>> patient = convoso.with_options(timeout=120, max_retries=8)
+            patient = convoso.with_options(timeout=120, max_retries=8)
+            unpaced = convoso.with_options(rate_limit=None)
 
-        Giving ``rate_limit`` gives the copy its own limiter. Closing a copy
-        does nothing; closing the original closes the pool for every copy.
-        The pool keeps the original's size.
+        The copy shares this client's connection pool (and its size), the 429
+        pause, and, unless the option is given, its rate limiter, retry budget
+        and circuit breaker: ``rate_limit=None`` gives the copy no limiter,
+        ``retry_budget=False`` none, a number or ``True`` a new one of its
+        own. Every option is checked as the constructor checks it. Closing a
+        copy does nothing; closing the original closes the pool for every copy.
+        The token, base URL, ``http_client`` and ``transport`` belong to the
+        pool, so a copy cannot change them: make another client for those.
         """
-        copy = object.__new__(AsyncConvoso)
-        copy.__dict__.update(self.__dict__)
-        if timeout is not None:
-            copy._timeout = _check_timeout(timeout)
-        if max_retries is not None:
-            copy._policy = RetryPolicy(check_retries(max_retries))
-        if max_concurrency is not None:
-            copy._max_concurrency = check_concurrency(max_concurrency)
-        if rate_limit is not None:
-            copy._pipeline = self._pipeline.with_limiter(_check_limiter(rate_limit))
+        copy = object.__new__(type(self))
+        copy._set_options(
+            timeout=self._timeout if isinstance(timeout, NotGiven) else timeout,
+            max_retries=self.max_retries if isinstance(max_retries, NotGiven) else max_retries,
+            max_concurrency=(
+                self._max_concurrency if isinstance(max_concurrency, NotGiven) else max_concurrency
+            ),
+            max_response_bytes=(
+                self._max_response_bytes
+                if isinstance(max_response_bytes, NotGiven)
+                else max_response_bytes
+            ),
+        )
+        pipeline = self._pipeline
+        if not isinstance(rate_limit, NotGiven):
+            pipeline = pipeline.with_limiter(_check_limiter(rate_limit))
+        if not (isinstance(retry_budget, NotGiven) and isinstance(circuit_breaker, NotGiven)):
+            shared = pipeline.guard
+            budget = shared.budget if shared is not None else None
+            breaker = shared.breaker if shared is not None else None
+            pipeline = pipeline.with_guard(
+                _guard(
+                    budget if isinstance(retry_budget, NotGiven) else retry_budget,
+                    breaker if isinstance(circuit_breaker, NotGiven) else circuit_breaker,
+                    copy._max_concurrency,
+                )
+            )
+        copy._pipeline = pipeline
+        copy._pool = self._pool
         copy._owner = False
-        copy.campaigns = Campaigns(copy)
         return copy
 
     async def _post(
@@ -212,6 +265,7 @@ class AsyncConvoso:
             path,
             fields,
             time_limit=self._timeout,
+            max_bytes=self._max_response_bytes,
             policy=self._policy,
             campaign_id=campaign_id,
             counter=counter,
@@ -310,14 +364,11 @@ def _check_transport(transport: object, http_client: object) -> Transport:
     return "aiohttp"
 
 
-def _check_timeout(timeout: object) -> float:
-    return check_number("timeout", timeout)
-
-
 def _guard(budget: object, breaker: object, concurrency: int) -> Guard | None:
+    """The retry budget and circuit breaker from their options (None: a copy's shared none)."""
     if budget is True:
         budget = RetryBudget()
-    elif budget is False:
+    elif budget is False or budget is None:
         budget = None
     elif not isinstance(budget, RetryBudget):
         raise ConfigurationError(
@@ -327,7 +378,7 @@ def _guard(budget: object, breaker: object, concurrency: int) -> Guard | None:
         # Requests in flight together fail together when the service stalls, so a
         # run must outlast two full rounds of them before it says "down".
         breaker = CircuitBreaker(failure_threshold=max(BREAKER_FAILURE_THRESHOLD, 2 * concurrency))
-    elif breaker is False:
+    elif breaker is False or breaker is None:
         breaker = None
     elif not isinstance(breaker, CircuitBreaker):
         raise ConfigurationError(

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
+from typing import Any
+
 import httpx
 import httpx2
 import pytest
 import respx
 
 import convoso_async
-from convoso_async import APIConnectionError, AsyncConvoso, ConfigurationError, Limiter
+from convoso_async import (
+    APIConnectionError,
+    AsyncConvoso,
+    CircuitBreaker,
+    ConfigurationError,
+    Limiter,
+    ResponseDecodeError,
+)
+from convoso_async._client import NOT_GIVEN, NotGiven
 from convoso_async._defaults import DEFAULT_BASE_URL
 from convoso_async._http.httpx_sender import HttpxSender
 
@@ -87,6 +99,71 @@ async def test_with_options_shares_pool_limiter_and_pause(api: respx.MockRouter)
         await copy.aclose()  # a copy does not close the shared pool
         await client.campaigns.activate("2")
         assert api.calls.call_count == 2
+
+
+#: Constructor options a copy sharing the pool cannot change, and why: they make the pool.
+POOL_OPTIONS = {"auth_token", "base_url", "http_client", "transport"}
+
+
+def test_with_options_takes_every_option_a_copy_sharing_the_pool_can_change() -> None:
+    init = inspect.signature(AsyncConvoso.__init__).parameters
+    copy = inspect.signature(AsyncConvoso.with_options).parameters
+    assert set(copy) == set(init) - POOL_OPTIONS
+    hints = typing.get_type_hints(AsyncConvoso.__init__)
+    copy_hints = typing.get_type_hints(AsyncConvoso.with_options)
+    for name in set(copy) - {"self"}:
+        assert copy[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert copy[name].default is NOT_GIVEN, name
+        # The same types as the constructor's, and "not given".
+        assert copy_hints[name] == hints[name] | NotGiven, name
+
+
+def test_with_options_none_clears_the_limiter_and_false_the_guards() -> None:
+    client = AsyncConvoso("t", base_url=BASE, rate_limit=5)
+    bare = client.with_options(rate_limit=None, retry_budget=False, circuit_breaker=False)
+    assert bare.rate_limiter is None
+    assert bare.retry_budget is None
+    assert bare.circuit_breaker is None
+    assert client.rate_limiter is not None  # the original keeps its own
+    assert client.retry_budget is not None
+    assert client.circuit_breaker is not None
+
+
+def test_with_options_shares_the_guards_unless_given_and_checks_as_the_constructor() -> None:
+    client = AsyncConvoso("t", base_url=BASE)
+    copy = client.with_options(timeout=5)
+    assert copy.retry_budget is client.retry_budget
+    assert copy.circuit_breaker is client.circuit_breaker
+    own = CircuitBreaker(failure_threshold=3)
+    tuned = client.with_options(circuit_breaker=own, max_response_bytes=1024)
+    assert tuned.circuit_breaker is own
+    assert tuned.retry_budget is client.retry_budget  # not given: still shared
+    assert (tuned.max_response_bytes, client.max_response_bytes) == (1024, 64 * 1024 * 1024)
+    bads: list[dict[str, Any]] = [
+        {"timeout": 0},
+        {"max_retries": 101},
+        {"max_concurrency": 0},
+        {"rate_limit": "fast"},
+        {"retry_budget": 10},
+        {"circuit_breaker": "yes"},
+        {"max_response_bytes": 0},
+    ]
+    for bad in bads:
+        with pytest.raises(ConfigurationError):
+            client.with_options(**bad)
+        with pytest.raises(ConfigurationError):
+            AsyncConvoso("t", base_url=BASE, **bad)
+
+
+@pytest.mark.anyio
+async def test_a_copys_max_response_bytes_caps_its_answers_only(api: respx.MockRouter) -> None:
+    api.post("/campaigns/search").respond(json={"data": [], "padding": "x" * 4000})
+    async with httpx.AsyncClient() as http:
+        client = AsyncConvoso("t", base_url=BASE, http_client=http)
+        assert await client.campaigns.search() == []
+        with pytest.raises(ResponseDecodeError, match="max_response_bytes"):
+            await client.with_options(max_response_bytes=1000).campaigns.search()
+        assert await client.campaigns.search() == []
 
 
 @pytest.mark.anyio

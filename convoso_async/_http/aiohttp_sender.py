@@ -119,7 +119,6 @@ class AiohttpSender:
         size: the connection pool's size.
         ssl_context: the TLS context (httpx2's, from the pool).
         base_url: where requests go: one Host, so one request head.
-        max_response_bytes: the largest answer read, as sent and once decoded.
         user_agent: the User-Agent header.
 
     The session is made in the running event loop by `prepare` (or the first request).
@@ -131,13 +130,11 @@ class AiohttpSender:
         size: int,
         ssl_context: ssl.SSLContext,
         base_url: str,
-        max_response_bytes: int,
         user_agent: str,
     ) -> None:
         self.size = size
         self._ssl_context = ssl_context
         self._base_url = base_url
-        self._limit = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         # httpx2 builds every request head: the same names, order and values as
@@ -209,10 +206,10 @@ class AiohttpSender:
         )
         self._builder.cookies.extract_cookies(response)
 
-    async def post(self, url: str, body: bytes, time_limit: float) -> Answer:
+    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer:
         """POST a form; the answer, decoded, within ``time_limit`` seconds.
 
-        Raises `SendError`, or `ResponseDecodeError` past ``max_response_bytes``.
+        Raises `SendError`, or `ResponseDecodeError` past ``max_bytes`` (as sent or decoded).
         """
         try:
             async with self._get_session().post(
@@ -228,33 +225,15 @@ class AiohttpSender:
                     raise SendError(
                         "connection", f"the answer's head is larger than {MAX_HEAD_BYTES} bytes"
                     )
-                raw = await self._read_capped(answer, url)
+                raw = await _read_capped(answer, url, max_bytes)
                 status = answer.status
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _send_error(exc) from exc
         if any(key.lower() == b"set-cookie" for key, _ in raw_headers):
             self._keep_cookies(url, status, raw_headers)
-        content = decode_body(status, raw_headers, raw, self._limit, url)
+        content = decode_body(status, raw_headers, raw, max_bytes, url)
         headers: Any = httpx2.Headers(list(raw_headers))
         return Answer(status, content, headers, raw_headers)
-
-    async def _read_capped(self, answer: aiohttp.ClientResponse, url: str) -> bytes:
-        limit = self._limit
-        length = answer.content_length
-        if length is not None and length <= limit:
-            return await answer.read()  # aiohttp reads exactly Content-Length bytes
-        if length is None:
-            parts: list[bytes] = []
-            size = 0
-            async for part in answer.content.iter_any():
-                size += len(part)
-                if size > limit:
-                    break
-                parts.append(part)
-            else:
-                return b"".join(parts)
-        answer.close()  # stop reading: the connection goes, not back to the pool
-        raise too_large(url, limit)
 
     def _drop_connection(self, answer: aiohttp.ClientResponse) -> None:
         """Close the answer's connection, as httpcore2 does after a protocol error.
@@ -276,3 +255,21 @@ class AiohttpSender:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+async def _read_capped(answer: aiohttp.ClientResponse, url: str, limit: int) -> bytes:
+    length = answer.content_length
+    if length is not None and length <= limit:
+        return await answer.read()  # aiohttp reads exactly Content-Length bytes
+    if length is None:
+        parts: list[bytes] = []
+        size = 0
+        async for part in answer.content.iter_any():
+            size += len(part)
+            if size > limit:
+                break
+            parts.append(part)
+        else:
+            return b"".join(parts)
+    answer.close()  # stop reading: the connection goes, not back to the pool
+    raise too_large(url, limit)

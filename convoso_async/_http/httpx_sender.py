@@ -87,26 +87,22 @@ class HttpxSender:
         client: an ``httpx2.AsyncClient`` or ``httpx.AsyncClient``.
         family: its family.
         owned: the client is ours (it carries our headers, and we close it).
-        max_response_bytes: the largest answer read, as sent and once decoded.
     """
 
-    def __init__(
-        self, client: Any, family: Family, *, owned: bool, max_response_bytes: int
-    ) -> None:
+    def __init__(self, client: Any, family: Family, *, owned: bool) -> None:
         self.client = client
         self.family = family
         self.owned = owned
-        self._limit = max_response_bytes
         self._headers = None if owned else FORM_HEADERS
         self._urls: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<HttpxSender {self.family.name} owned={self.owned}>"
 
-    async def post(self, url: str, body: bytes, time_limit: float) -> Answer:
+    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer:
         """POST ``body`` to ``url``; the answer, read and decoded, within ``time_limit`` seconds.
 
-        Raises `SendError`, or `ResponseDecodeError` past ``max_response_bytes``.
+        Raises `SendError`, or `ResponseDecodeError` past ``max_bytes`` (as sent or decoded).
         """
         parsed = self._urls.get(url)
         if parsed is None:  # parsed once per URL, not per request
@@ -115,7 +111,7 @@ class HttpxSender:
                 self._urls.clear()
         try:
             with anyio.fail_after(time_limit):
-                return await self._exchange(parsed, url, body, time_limit)
+                return await self._exchange(parsed, url, body, time_limit, max_bytes)
         except TimeoutError:
             raise SendError("timeout", f"no complete answer within {time_limit:g}s") from None
         except Exception as exc:
@@ -123,8 +119,9 @@ class HttpxSender:
                 raise send_error(exc) from exc
             raise
 
-    async def _exchange(self, parsed: Any, url: str, body: bytes, time_limit: float) -> Answer:
-        limit = self._limit
+    async def _exchange(
+        self, parsed: Any, url: str, body: bytes, time_limit: float, limit: int
+    ) -> Answer:
         async with self.client.stream(
             "POST", parsed, content=body, headers=self._headers, timeout=time_limit
         ) as response:

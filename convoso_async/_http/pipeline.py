@@ -118,13 +118,23 @@ class Pipeline:
         return f"Pipeline(base_url={self.base_url!r}, limiter={self.limiter!r})"
 
     def with_limiter(self, limiter: RateLimiter | None) -> Pipeline:
-        """The same pipeline (token, pause gate) pacing on another limiter."""
+        """The same pipeline (token, pause gate, guard) pacing on another limiter."""
         return Pipeline(
             base_url=self.base_url,
             auth_token=self._token,
             limiter=limiter,
             pause=self.pause,
             guard=self.guard,
+        )
+
+    def with_guard(self, guard: Guard | None) -> Pipeline:
+        """The same pipeline (token, pause gate, limiter) with another budget and breaker."""
+        return Pipeline(
+            base_url=self.base_url,
+            auth_token=self._token,
+            limiter=self.limiter,
+            pause=self.pause,
+            guard=guard,
         )
 
     async def post(
@@ -134,18 +144,24 @@ class Pipeline:
         fields: dict[str, str],
         *,
         time_limit: float,
+        max_bytes: int,
         policy: RetryPolicy,
         campaign_id: str | None = None,
         counter: AttemptCounter | None = None,
     ) -> dict[str, Any]:
-        """POST ``fields`` (plus the token) to ``path``; return the decoded JSON object."""
+        """POST ``fields`` (plus the token) to ``path``; return the decoded JSON object.
+
+        Each attempt has ``time_limit`` seconds and reads at most ``max_bytes``.
+        """
         body = urlencode({"auth_token": self._token, **fields}).encode()
         url = self.base_url + path
 
         async def attempt(number: int) -> dict[str, Any]:
             if counter is not None:
                 counter.attempts = number
-            return await self._attempt(pool, url, path, body, time_limit, campaign_id, number)
+            return await self._attempt(
+                pool, url, path, body, (time_limit, max_bytes), campaign_id, number
+            )
 
         def on_retry(error: BaseException, retry_number: int, delay: float) -> None:
             logger.info(
@@ -166,7 +182,7 @@ class Pipeline:
         url: str,
         path: str,
         body: bytes,
-        time_limit: float,
+        limits: tuple[float, int],
         campaign_id: str | None,
         number: int,
     ) -> dict[str, Any]:
@@ -184,7 +200,7 @@ class Pipeline:
                 await self.limiter.acquire()
         started = time.perf_counter()
         try:
-            response = await pool.post(url, body, time_limit)
+            response = await pool.post(url, body, *limits)
         except SendError as exc:
             error = self._network_error(exc, path, campaign_id)
             if logger.isEnabledFor(logging.DEBUG):

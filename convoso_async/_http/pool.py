@@ -46,7 +46,7 @@ Transport = Literal["httpx2", "aiohttp"]
 
 
 class Sender(Protocol):
-    async def post(self, url: str, body: bytes, time_limit: float) -> Answer: ...
+    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer: ...
 
     async def aclose(self) -> None: ...
 
@@ -88,9 +88,7 @@ class _Run:
             if client is None:
                 assert self._pool.ssl_context is not None, "only the pool's own clients are stock"
                 client = stock_client(family, self._pool.size, self._pool.ssl_context)
-            sender = HttpxSender(
-                client, family, owned=True, max_response_bytes=self._pool.max_response_bytes
-            )
+            sender = HttpxSender(client, family, owned=True)
             self._stock[family.name] = sender
         return sender
 
@@ -124,7 +122,6 @@ class Pool:
             used as given; None to make our own.
         size: our own pool's size.
         base_url: where requests go.
-        max_response_bytes: the largest answer read, as sent and once decoded.
         transport: ``"httpx2"`` (stock httpx2) or ``"aiohttp"`` (the opt-in).
 
     Raises:
@@ -138,11 +135,9 @@ class Pool:
         size: int,
         *,
         base_url: str,
-        max_response_bytes: int,
         transport: Transport = "httpx2",
     ) -> None:
         self.size = size
-        self.max_response_bytes = max_response_bytes
         self.transport = transport
         self.closed = False
         self._base_url = base_url
@@ -153,9 +148,7 @@ class Pool:
         if http_client is not None:
             family = family_of(http_client)
             assert family is not None, "the client checks http_client"
-            self._caller = HttpxSender(
-                http_client, family, owned=False, max_response_bytes=max_response_bytes
-            )
+            self._caller = HttpxSender(http_client, family, owned=False)
             self.ssl_context: ssl.SSLContext | None = None
             return
         # The environment is read now, as httpx2.AsyncClient() made now reads it:
@@ -202,7 +195,6 @@ class Pool:
                 size=self.size,
                 ssl_context=self.ssl_context,
                 base_url=self._base_url,
-                max_response_bytes=self.max_response_bytes,
                 user_agent=f"{USER_AGENT_PREFIX} {USER_AGENT_LIBRARY}",
             )
             run.fast.prepare()
@@ -228,23 +220,23 @@ class Pool:
             return run.stock(old)
         return run.stock(HTTPX2)
 
-    async def post(self, url: str, body: bytes, time_limit: float) -> Answer:
+    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer:
         """Send one form POST and return the answer with its body read and decoded.
 
         ``time_limit`` bounds the whole attempt, not each read: per-read limits
         alone let a server that trickles its answer hold a call for minutes.
         Raises `SendError`, or `ResponseDecodeError` for an answer past
-        ``max_response_bytes``.
+        ``max_bytes`` (as sent, or once decoded).
         """
         if self._caller is not None:
             if self.closed:
                 raise ConfigurationError("this AsyncConvoso was closed; create a new one")
-            return await self._caller.post(url, body, time_limit)
+            return await self._caller.post(url, body, time_limit, max_bytes)
         run = self._current()
         if run.guard is None:
             run.guard = _close_with_the_run(run)
             await run.guard.asend(None)
-        return await self._sender(run).post(url, body, time_limit)
+        return await self._sender(run).post(url, body, time_limit, max_bytes)
 
     async def aclose(self) -> None:
         self.closed = True
