@@ -79,7 +79,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "RedisRateLimiter needs the redis package: pip install 'convoso-async[redis]'"
     ) from exc
 
-from convoso_async._defaults import AUTO_RATE_CEILING, AUTO_RATE_FLOOR, AUTO_RATE_START
+from convoso_async._defaults import (
+    AUTO_RATE_CEILING,
+    AUTO_RATE_FLOOR,
+    AUTO_RATE_START,
+)
+from convoso_async._defaults import REDIS_ADAPTIVE_STATE_TTL as ADAPTIVE_STATE_TTL
+from convoso_async._defaults import REDIS_KEY as DEFAULT_KEY
+from convoso_async._defaults import REDIS_RETRY_INTERVAL as DEFAULT_RETRY_INTERVAL
+from convoso_async._defaults import REDIS_SLACK as DEFAULT_SLACK
+from convoso_async._defaults import REDIS_TIMEOUT as DEFAULT_TIMEOUT
 from convoso_async._errors import ConfigurationError, RateLimiterUnavailableError
 from convoso_async._pacing.ratelimit import (
     ADAPTIVE_DECREASE,
@@ -107,22 +116,6 @@ __all__ = [
     "RateLimiterUnavailableError",
     "RedisRateLimiter",
 ]
-
-#: The Redis key that holds the shared state, unless one is given.
-DEFAULT_KEY = "convoso:ratelimit"
-#: Seconds one ``acquire()`` may wait for Redis to answer.
-DEFAULT_TIMEOUT = 2.0
-#: Seconds between attempts to reach Redis again while the fallback paces.
-DEFAULT_RETRY_INTERVAL = 5.0
-#: How much longer than ``period`` the shared window is. A request leaves a
-#: little after its slot (reply latency, event-loop and OS scheduling); the
-#: slack keeps a late one from crowding into the next window. Measured on a
-#: busy 2-core machine, 4 processes: lateness median 1 ms, worst 14 ms in 3 s,
-#: so the in-process limiter's 1% (10 ms at 1 s) was exceeded in about one
-#: run in three; 3% (30 ms) costs 3% of the rate.
-DEFAULT_SLACK = 0.03
-#: Seconds an adaptive key's learned rate is kept in Redis after its last use.
-ADAPTIVE_STATE_TTL = 86400
 
 logger = logging.getLogger("convoso_async")
 

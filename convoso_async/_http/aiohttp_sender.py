@@ -31,6 +31,8 @@ import aiohttp
 import httpcore2
 import httpx2
 
+from convoso_async._defaults import KEEPALIVE_EXPIRY
+
 from .answer import Answer, RawHeaders, SendError, too_large
 from .families import describe
 from .httpx_sender import FORM_HEADERS
@@ -159,7 +161,7 @@ class AiohttpSender:
             # httpcore2 offers ALPN http/1.1 on every TLS connection; so do we.
             self._ssl_context.set_alpn_protocols(["http/1.1"])
             connector = aiohttp.TCPConnector(
-                limit=self.size, keepalive_timeout=5.0, ssl=self._ssl_context
+                limit=self.size, keepalive_timeout=KEEPALIVE_EXPIRY, ssl=self._ssl_context
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,

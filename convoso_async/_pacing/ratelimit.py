@@ -19,7 +19,13 @@ from typing import Literal, NamedTuple, Protocol, runtime_checkable
 import anyio
 
 from convoso_async._checks import check_number
-from convoso_async._defaults import AUTO_RATE_CEILING, AUTO_RATE_FLOOR, AUTO_RATE_START
+from convoso_async._defaults import (
+    AUTO_RATE_CEILING,
+    AUTO_RATE_FLOOR,
+    AUTO_RATE_START,
+    MAX_PERIOD,
+    MAX_RATE,
+)
 from convoso_async._errors import ConfigurationError
 
 __all__ = [
@@ -52,10 +58,6 @@ MIN_SLACK_SECONDS = 0.02
 #: window). Without catch-up a limiter at 1000/s loses every late wake-up and
 #: reaches only ~85% of its rate; the window guard still caps any window.
 CATCH_UP = 0.05
-
-#: No HTTP client sends more than this per second; a larger rate is a mistake.
-MAX_RATE = 1e6
-MAX_PERIOD = 366 * 86400.0
 
 
 @runtime_checkable
