@@ -1,7 +1,8 @@
 """The fake Convoso server: its API answers, state, rate limit, faults, records and front ends.
 
-Talks to the fake with plain httpx only, through both front ends (the
-in-process transport and the real loopback server), on asyncio and trio.
+Talks to the fake with plain httpx2 through both front ends (the in-process
+transport and the real loopback server), on asyncio and trio, and with old
+httpx through the transport for its family.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import anyio
 import attrs
 import httpx
+import httpx2
 import pytest
 from conftest import REFERENCE_SEARCH_ANSWER
 
@@ -39,15 +41,15 @@ def front(request: pytest.FixtureRequest) -> str:
 
 
 @contextlib.asynccontextmanager
-async def connect(fake: FakeConvoso, front: str) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client talking to ``fake`` in-process or over loopback."""
+async def connect(fake: FakeConvoso, front: str) -> AsyncIterator[httpx2.AsyncClient]:
+    """An httpx2 client talking to ``fake`` in-process or over loopback."""
     if front == "transport":
-        async with httpx.AsyncClient(
+        async with httpx2.AsyncClient(
             transport=fake.transport(), base_url="https://fake.test/v1"
         ) as client:
             yield client
     else:
-        async with fake.serve() as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        async with fake.serve() as url, httpx2.AsyncClient(base_url=url, timeout=10) as client:
             yield client
 
 
@@ -233,7 +235,7 @@ async def test_unknown_path_is_404_and_other_methods_405(anyio_backend: str, fro
 @pytest.mark.anyio
 async def test_a_path_outside_v1_is_not_found_as_on_convoso(anyio_backend: str) -> None:
     fake = FakeConvoso(campaigns=1)
-    async with httpx.AsyncClient(transport=fake.transport(), base_url="https://f.test") as http:
+    async with httpx2.AsyncClient(transport=fake.transport(), base_url="https://f.test") as http:
         bare = await http.post(SEARCH, data={"auth_token": TOKEN})
         prefixed = await http.post("/v1" + SEARCH, data={"auth_token": TOKEN})
 
@@ -313,7 +315,7 @@ async def test_rate_limit_window_slides(anyio_backend: str) -> None:
 
 def test_rate_limited_status_does_not_change_state() -> None:
     fake = FakeConvoso(campaigns=1, rate_limit=1)
-    with fake.serve_in_thread() as url, httpx.Client(base_url=url, timeout=10) as http:
+    with fake.serve_in_thread() as url, httpx2.Client(base_url=url, timeout=10) as http:
         http.post(SEARCH, data={"auth_token": TOKEN})
         second = http.post(STATUS, data=status_form("1001", "false"))
 
@@ -408,7 +410,7 @@ async def test_drop_is_a_transport_error_and_changes_nothing(
     fake = FakeConvoso(campaigns=1)
     fake.add_fault(Fault("drop", times=1))
     async with connect(fake, front) as http:
-        with pytest.raises(httpx.TransportError):
+        with pytest.raises(httpx2.TransportError):
             await http.post(STATUS, data=status_form("1001", "false"))
         assert fake.campaign_status("1001") == "Y"
         again = await http.post(STATUS, data=status_form("1001", "false"))
@@ -439,7 +441,7 @@ async def test_slow_fault_trips_the_client_read_timeout(anyio_backend: str, fron
     fake = FakeConvoso(campaigns=1)
     fake.add_fault(Fault("slow", delay=5.0, times=1))
     async with connect(fake, front) as http:
-        with pytest.raises(httpx.ReadTimeout):
+        with pytest.raises(httpx2.ReadTimeout):
             await http.post(SEARCH, data={"auth_token": TOKEN}, timeout=0.2)
         after = await http.post(SEARCH, data={"auth_token": TOKEN})
 
@@ -626,6 +628,60 @@ def test_constructor_rejects_bad_configuration() -> None:
         FakeConvoso(campaigns=1).campaign_status("nope")
 
 
+# -- the in-process transport, for either client family -------------------------------
+
+
+@contextlib.asynccontextmanager
+async def old_httpx_client(fake: FakeConvoso) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx (not httpx2) client on the fake's transport for its family."""
+    async with httpx.AsyncClient(
+        transport=fake.transport(family="httpx"), base_url="https://fake.test/v1"
+    ) as client:
+        yield client
+
+
+@pytest.mark.anyio
+async def test_httpx_family_transport_answers_an_httpx_client(anyio_backend: str) -> None:
+    fake = FakeConvoso(campaigns=2)
+    async with old_httpx_client(fake) as http:
+        change = await http.post(STATUS, data=status_form("1001", "false"))
+        search = await http.post(SEARCH, data={"auth_token": TOKEN})
+
+    assert isinstance(change, httpx.Response)
+    assert change.json() == {"success": True}
+    assert [c["status"] for c in search.json()["data"]] == ["N", "Y"]
+    assert "s3cret" not in repr(fake.transport(family="httpx"))
+
+
+@pytest.mark.anyio
+async def test_each_family_gets_its_own_errors_for_drop_and_read_timeout(
+    anyio_backend: str,
+) -> None:
+    fake = FakeConvoso(campaigns=1)
+    for _ in range(2):  # one drop and one slow answer for each family
+        fake.add_fault(Fault("drop", times=1))
+        fake.add_fault(Fault("slow", delay=5.0, times=1))
+    async with old_httpx_client(fake) as old:
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await old.post(STATUS, data=status_form("1001", "false"))
+        with pytest.raises(httpx.ReadTimeout):
+            await old.post(SEARCH, data={"auth_token": TOKEN}, timeout=0.2)
+    async with connect(fake, "transport") as new:
+        with pytest.raises(httpx2.RemoteProtocolError, match="without sending a response"):
+            await new.post(STATUS, data=status_form("1001", "false"))
+        with pytest.raises(httpx2.ReadTimeout):
+            await new.post(SEARCH, data={"auth_token": TOKEN}, timeout=0.2)
+        after = await new.post(STATUS, data=status_form("1001", "false"))
+
+    assert after.json() == {"success": True}
+    assert [r.fault for r in fake.requests] == ["drop", "slow", "drop", "slow", None]
+
+
+def test_transport_family_must_be_httpx2_or_httpx() -> None:
+    with pytest.raises(ValueError, match="'httpx2' or 'httpx'"):
+        FakeConvoso().transport(family="requests")  # type: ignore[call-overload]
+
+
 # -- the real server's lifecycle ----------------------------------------------------------
 
 
@@ -634,7 +690,7 @@ def _server_threads() -> list[threading.Thread]:
 
 
 def _port_is_closed(url: str) -> bool:
-    port = httpx.URL(url).port
+    port = httpx2.URL(url).port
     assert port is not None
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
@@ -646,7 +702,7 @@ def test_serve_in_thread_serves_sync_code_and_cleans_up() -> None:
         assert url.startswith("http://127.0.0.1:")
         assert url.endswith("/v1")
         assert len(_server_threads()) == 1
-        with httpx.Client(base_url=url, timeout=10) as http:
+        with httpx2.Client(base_url=url, timeout=10) as http:
             http.post(STATUS, data=status_form("1003", "True"))  # as the reference's loop sends it
 
     assert fake.campaign_status("1003") == "Y"
@@ -661,7 +717,7 @@ async def test_serve_stops_even_with_requests_in_flight(anyio_backend: str) -> N
     with anyio.fail_after(10):
         async with (
             fake.serve() as url,
-            httpx.AsyncClient(base_url=url) as http,
+            httpx2.AsyncClient(base_url=url) as http,
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(functools.partial(http.post, SEARCH, data={"auth_token": TOKEN}))
@@ -713,7 +769,7 @@ def test_cli_prints_url_answers_and_stops_on_sigterm() -> None:
         assert line.startswith("listening on http://127.0.0.1:")
         url = line.removeprefix("listening on ").strip()
         assert url.endswith("/v1")
-        response = httpx.post(url + SEARCH, data={"auth_token": "cli-token"}, timeout=10)
+        response = httpx2.post(url + SEARCH, data={"auth_token": "cli-token"}, timeout=10)
         assert [c["id"] for c in response.json()["data"]] == ["1001", "1002", "1003", "1004"]
 
         proc.send_signal(signal.SIGTERM)
