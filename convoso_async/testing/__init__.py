@@ -4,10 +4,10 @@
 server-side rate limit and scripted faults (`Fault`), and logs every request
 as a `RecordedRequest`, never with its token. It answers in-process through
 `FakeConvoso.transport` (for httpx2, or httpx with ``family="httpx"``), or
-over HTTP on loopback through `FakeConvoso.serve` (async),
+over HTTP/1.1 on loopback through `FakeConvoso.serve` (async),
 `FakeConvoso.serve_in_thread` (sync) or `serve_forever` (blocking; also
-``python -m convoso_async.testing``). All front ends share one handler core,
-so they behave alike. For example::
+``python -m convoso_async.testing``), on asyncio or trio. All front ends share
+one handler core, so they behave alike. For example::
 
     fake = FakeConvoso(campaigns=3)
     fake.add_fault(Fault("status", status=503, on_requests={1}))

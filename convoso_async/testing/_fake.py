@@ -3,7 +3,7 @@
 The layers, lowest first: ``._state`` (`FakeState`: campaigns, tokens, faults,
 the request log and the handler core), then the front ends that wrap it,
 ``._transport`` (in-process, for httpx2; ``._httpx_transport`` for httpx) and
-``._server`` (aiohttp on loopback), then this module, which gives the state
+``._server`` (HTTP/1.1 on loopback), then this module, which gives the state
 the methods that build those front ends. The state never imports a front end.
 """
 
@@ -17,7 +17,7 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from ._server import ServerThread
+from ._server import Backend, ServerThread
 from ._state import FakeState
 from ._transport import FakeTransport
 
@@ -88,13 +88,16 @@ class FakeConvoso(FakeState):
         return FakeHttpxTransport(self)
 
     @contextlib.asynccontextmanager
-    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    async def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *, backend: Backend = "asyncio"
+    ) -> AsyncIterator[str]:
         """Serve HTTP on ``host:port`` from a background thread; yield the base URL.
 
-        The server runs its own asyncio loop, so the caller may run asyncio
-        or trio. Port 0 picks a free port. Stops (and joins the thread) on exit.
+        The server runs its own event loop (``backend``: ``"asyncio"`` or
+        ``"trio"``), so the caller may run either. Port 0 picks a free port.
+        Stops (closing every connection and joining the thread) on exit.
         """
-        server = ServerThread(self, host, port)
+        server = ServerThread(self, host, port, backend=backend)
         server.start()
         try:
             yield await anyio.to_thread.run_sync(server.wait_ready)
@@ -103,9 +106,11 @@ class FakeConvoso(FakeState):
                 await anyio.to_thread.run_sync(server.stop)
 
     @contextlib.contextmanager
-    def serve_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    def serve_in_thread(
+        self, host: str = "127.0.0.1", port: int = 0, *, backend: Backend = "asyncio"
+    ) -> Iterator[str]:
         """Like `serve`, as a synchronous context manager for synchronous code."""
-        server = ServerThread(self, host, port)
+        server = ServerThread(self, host, port, backend=backend)
         server.start()
         try:
             yield server.wait_ready()
