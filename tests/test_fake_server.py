@@ -978,6 +978,23 @@ def test_a_drop_closes_the_connection_without_a_byte(backend: ServerBackend) -> 
 
 
 @on_each_server_backend
+def test_a_request_whose_client_has_hung_up_is_not_handled(backend: ServerBackend) -> None:
+    fake = FakeConvoso(campaigns=2)
+    fake.add_fault(Fault("slow", delay=0.3, on_requests={1}))
+    with fake.serve_in_thread(backend=backend) as url:
+        with raw_socket(url) as sock:
+            sock.sendall(
+                raw_request(STATUS, status_form("1001", "false"))
+                + raw_request(STATUS, status_form("1002", "false"))
+            )
+            wait_until(lambda: len(fake.requests) == 1)  # the first is being answered
+        time.sleep(1.0)  # the client has hung up; the second's turn has long come
+
+    assert [r.campaign_id for r in fake.requests] == ["1001"]
+    assert fake.statuses() == {"1001": "N", "1002": "Y"}
+
+
+@on_each_server_backend
 def test_clients_that_hang_up_mid_request_or_send_garbage_leave_the_server_serving(
     backend: ServerBackend,
 ) -> None:
