@@ -76,6 +76,7 @@ def _http_date(second: int) -> str:
 
 
 def _parts(request: h11.Request, body: bytes) -> _RequestParts:
+    """What the handler core takes of a request, as the in-process transport gives it."""
     target = request.target.decode("latin-1")
     path, _, query = target.partition("?")
     if not path.startswith("/"):  # absolute form, as sent to a proxy: http://host/path
