@@ -1,7 +1,9 @@
 """The fake Convoso server: its API answers, state, rate limit, faults, records and front ends.
 
-Talks to the fake with plain httpx only, through both front ends (the
-in-process transport and the real loopback server), on asyncio and trio.
+Talks to the fake with plain httpx2 through both front ends (the in-process
+transport and the real loopback server, served on asyncio and on trio), on
+asyncio and trio; with old httpx through the transport for its family; and
+with raw sockets where HTTP/1.1's connection handling is the point.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from http.client import HTTPConnection
+from typing import Any, Literal, NamedTuple
+from urllib.parse import urlencode, urlsplit
 
 import anyio
 import attrs
 import httpx
+import httpx2
 import pytest
 from conftest import REFERENCE_SEARCH_ANSWER
 
@@ -30,24 +36,29 @@ from convoso_async.testing.__main__ import build_arg_parser, main
 SEARCH = "/campaigns/search"
 STATUS = "/campaigns/status"
 TOKEN = FakeConvoso.TOKEN
+ServerBackend = Literal["asyncio", "trio"]
 
 
-@pytest.fixture(params=["transport", "server"])
+@pytest.fixture(params=["transport", "server", "server-on-trio"])
 def front(request: pytest.FixtureRequest) -> str:
-    """Which front end of the fake a test talks to."""
+    """Which front end of the fake a test talks to (the server runs asyncio unless on trio)."""
     return str(request.param)
 
 
 @contextlib.asynccontextmanager
-async def connect(fake: FakeConvoso, front: str) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client talking to ``fake`` in-process or over loopback."""
+async def connect(fake: FakeConvoso, front: str) -> AsyncIterator[httpx2.AsyncClient]:
+    """An httpx2 client talking to ``fake`` in-process or over loopback."""
     if front == "transport":
-        async with httpx.AsyncClient(
+        async with httpx2.AsyncClient(
             transport=fake.transport(), base_url="https://fake.test/v1"
         ) as client:
             yield client
     else:
-        async with fake.serve() as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        backend: ServerBackend = "trio" if front == "server-on-trio" else "asyncio"
+        async with (
+            fake.serve(backend=backend) as url,
+            httpx2.AsyncClient(base_url=url, timeout=10) as client,
+        ):
             yield client
 
 
@@ -233,7 +244,7 @@ async def test_unknown_path_is_404_and_other_methods_405(anyio_backend: str, fro
 @pytest.mark.anyio
 async def test_a_path_outside_v1_is_not_found_as_on_convoso(anyio_backend: str) -> None:
     fake = FakeConvoso(campaigns=1)
-    async with httpx.AsyncClient(transport=fake.transport(), base_url="https://f.test") as http:
+    async with httpx2.AsyncClient(transport=fake.transport(), base_url="https://f.test") as http:
         bare = await http.post(SEARCH, data={"auth_token": TOKEN})
         prefixed = await http.post("/v1" + SEARCH, data={"auth_token": TOKEN})
 
@@ -313,7 +324,7 @@ async def test_rate_limit_window_slides(anyio_backend: str) -> None:
 
 def test_rate_limited_status_does_not_change_state() -> None:
     fake = FakeConvoso(campaigns=1, rate_limit=1)
-    with fake.serve_in_thread() as url, httpx.Client(base_url=url, timeout=10) as http:
+    with fake.serve_in_thread() as url, httpx2.Client(base_url=url, timeout=10) as http:
         http.post(SEARCH, data={"auth_token": TOKEN})
         second = http.post(STATUS, data=status_form("1001", "false"))
 
@@ -408,7 +419,7 @@ async def test_drop_is_a_transport_error_and_changes_nothing(
     fake = FakeConvoso(campaigns=1)
     fake.add_fault(Fault("drop", times=1))
     async with connect(fake, front) as http:
-        with pytest.raises(httpx.TransportError):
+        with pytest.raises(httpx2.TransportError):
             await http.post(STATUS, data=status_form("1001", "false"))
         assert fake.campaign_status("1001") == "Y"
         again = await http.post(STATUS, data=status_form("1001", "false"))
@@ -439,7 +450,7 @@ async def test_slow_fault_trips_the_client_read_timeout(anyio_backend: str, fron
     fake = FakeConvoso(campaigns=1)
     fake.add_fault(Fault("slow", delay=5.0, times=1))
     async with connect(fake, front) as http:
-        with pytest.raises(httpx.ReadTimeout):
+        with pytest.raises(httpx2.ReadTimeout):
             await http.post(SEARCH, data={"auth_token": TOKEN}, timeout=0.2)
         after = await http.post(SEARCH, data={"auth_token": TOKEN})
 
@@ -626,6 +637,112 @@ def test_constructor_rejects_bad_configuration() -> None:
         FakeConvoso(campaigns=1).campaign_status("nope")
 
 
+# -- the in-process transport, for either client family -------------------------------
+
+
+@contextlib.asynccontextmanager
+async def old_httpx_client(fake: FakeConvoso) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx (not httpx2) client on the fake's transport for its family."""
+    async with httpx.AsyncClient(
+        transport=fake.transport(family="httpx"), base_url="https://fake.test/v1"
+    ) as client:
+        yield client
+
+
+@pytest.mark.anyio
+async def test_httpx_family_transport_answers_an_httpx_client(anyio_backend: str) -> None:
+    fake = FakeConvoso(campaigns=2)
+    async with old_httpx_client(fake) as http:
+        change = await http.post(STATUS, data=status_form("1001", "false"))
+        search = await http.post(SEARCH, data={"auth_token": TOKEN})
+
+    assert isinstance(change, httpx.Response)
+    assert change.json() == {"success": True}
+    assert [c["status"] for c in search.json()["data"]] == ["N", "Y"]
+    assert "s3cret" not in repr(fake.transport(family="httpx"))
+
+
+@pytest.mark.anyio
+async def test_each_family_gets_its_own_errors_for_drop_and_read_timeout(
+    anyio_backend: str,
+) -> None:
+    fake = FakeConvoso(campaigns=1)
+    for _ in range(2):  # one drop and one slow answer for each family
+        fake.add_fault(Fault("drop", times=1))
+        fake.add_fault(Fault("slow", delay=5.0, times=1))
+    async with old_httpx_client(fake) as old:
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await old.post(STATUS, data=status_form("1001", "false"))
+        with pytest.raises(httpx.ReadTimeout):
+            await old.post(SEARCH, data={"auth_token": TOKEN}, timeout=0.2)
+    async with connect(fake, "transport") as new:
+        with pytest.raises(httpx2.RemoteProtocolError, match="without sending a response"):
+            await new.post(STATUS, data=status_form("1001", "false"))
+        with pytest.raises(httpx2.ReadTimeout):
+            await new.post(SEARCH, data={"auth_token": TOKEN}, timeout=0.2)
+        after = await new.post(STATUS, data=status_form("1001", "false"))
+
+    assert after.json() == {"success": True}
+    assert [r.fault for r in fake.requests] == ["drop", "slow", "drop", "slow", None]
+
+
+def test_transport_family_must_be_httpx2_or_httpx() -> None:
+    with pytest.raises(ValueError, match="'httpx2' or 'httpx'"):
+        FakeConvoso().transport(family="requests")  # type: ignore[call-overload]
+
+
+#: Runs in a child process where importing httpx or aiohttp fails.
+WITHOUT_HTTPX_OR_AIOHTTP = """
+import sys
+
+import convoso_async  # the client may still use them; the fake must not
+
+for name in ("httpx", "aiohttp"):
+    for module in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[module]
+    sys.modules[name] = None  # from here on, importing it fails
+
+import anyio
+import httpx2
+
+from convoso_async.testing import FakeConvoso, Fault
+
+fake = FakeConvoso(campaigns=1)
+fake.add_fault(Fault("drop", on_requests={2}))
+
+
+async def main() -> None:
+    async with httpx2.AsyncClient(transport=fake.transport(), base_url="https://f/v1") as http:
+        assert (await http.post("/campaigns/search", data={"auth_token": "test-token"})).is_success
+    async with fake.serve() as url, httpx2.AsyncClient(base_url=url) as http:
+        try:
+            await http.post("/campaigns/search", data={"auth_token": "test-token"})
+        except httpx2.RemoteProtocolError:
+            pass
+        assert (await http.post("/campaigns/search", data={"auth_token": "test-token"})).is_success
+
+
+anyio.run(main)
+try:
+    fake.transport(family="httpx")
+except ModuleNotFoundError as exc:
+    print(exc)
+"""
+
+
+def test_the_fake_needs_neither_httpx_nor_aiohttp() -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", WITHOUT_HTTPX_OR_AIOHTTP],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert child.returncode == 0, child.stderr
+    assert "httpx is not installed: pip install httpx" in child.stdout
+
+
 # -- the real server's lifecycle ----------------------------------------------------------
 
 
@@ -634,7 +751,7 @@ def _server_threads() -> list[threading.Thread]:
 
 
 def _port_is_closed(url: str) -> bool:
-    port = httpx.URL(url).port
+    port = httpx2.URL(url).port
     assert port is not None
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
@@ -646,7 +763,7 @@ def test_serve_in_thread_serves_sync_code_and_cleans_up() -> None:
         assert url.startswith("http://127.0.0.1:")
         assert url.endswith("/v1")
         assert len(_server_threads()) == 1
-        with httpx.Client(base_url=url, timeout=10) as http:
+        with httpx2.Client(base_url=url, timeout=10) as http:
             http.post(STATUS, data=status_form("1003", "True"))  # as the reference's loop sends it
 
     assert fake.campaign_status("1003") == "Y"
@@ -661,7 +778,7 @@ async def test_serve_stops_even_with_requests_in_flight(anyio_backend: str) -> N
     with anyio.fail_after(10):
         async with (
             fake.serve() as url,
-            httpx.AsyncClient(base_url=url) as http,
+            httpx2.AsyncClient(base_url=url) as http,
             anyio.create_task_group() as tg,
         ):
             tg.start_soon(functools.partial(http.post, SEARCH, data={"auth_token": TOKEN}))
@@ -682,13 +799,309 @@ def test_serve_reports_a_port_in_use() -> None:
     assert _server_threads() == []
 
 
+# -- the real server's HTTP/1.1 connections --------------------------------------------
+
+#: How long a test waits for something that takes milliseconds, on a loaded machine too.
+PATIENCE = 30.0
+FORM_TYPE = "application/x-www-form-urlencoded"
+on_each_server_backend = pytest.mark.parametrize("backend", ["asyncio", "trio"])
+
+
+class RawResponse(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def raw_request(
+    path: str, form: dict[str, str], *, headers: tuple[str, ...] = (), method: str = "POST"
+) -> bytes:
+    """The bytes of one form POST to the fake's ``/v1`` ``path``."""
+    body = urlencode(form).encode()
+    lines = [
+        f"{method} /v1{path} HTTP/1.1",
+        "Host: fake.test",
+        f"Content-Type: {FORM_TYPE}",
+        f"Content-Length: {len(body)}",
+        *headers,
+    ]
+    return "\r\n".join(lines).encode() + b"\r\n\r\n" + body
+
+
+def parse_responses(data: bytes) -> tuple[list[RawResponse], bytes]:
+    """The whole responses at the start of ``data``, and the bytes after them."""
+    responses = []
+    while (end := data.find(b"\r\n\r\n")) >= 0:
+        status_line, *lines = data[:end].decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        if len(data) < end + 4 + length:
+            break
+        body = data[end + 4 : end + 4 + length]
+        responses.append(RawResponse(int(status_line.split()[1]), headers, body))
+        data = data[end + 4 + length :]
+    return responses, data
+
+
+@contextlib.contextmanager
+def raw_socket(url: str, *, receive_buffer: int | None = None) -> Iterator[socket.socket]:
+    """A TCP connection to the server of ``url``; ``receive_buffer`` shrinks its window."""
+    address = urlsplit(url)
+    assert address.hostname is not None
+    assert address.port is not None
+    with socket.socket() as sock:
+        if receive_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.settimeout(PATIENCE)
+        sock.connect((address.hostname, address.port))
+        yield sock
+
+
+def read_to_eof(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_responses(sock: socket.socket, count: int) -> list[RawResponse]:
+    """Read until ``count`` whole responses have come, leaving the connection open."""
+    data = b""
+    while len(responses := parse_responses(data)[0]) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection after {len(responses)} answers"
+        data += chunk
+    return responses
+
+
+def closed_without_answer(sock: socket.socket) -> bool:
+    """Whether the server hung up without sending a byte (a FIN, or a reset)."""
+    try:
+        return read_to_eof(sock) == b""
+    except ConnectionResetError:
+        return True
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        assert time.monotonic() < deadline, "waited in vain"
+        time.sleep(0.01)
+
+
+@on_each_server_backend
+def test_keep_alive_answers_many_requests_on_one_connection(backend: ServerBackend) -> None:
+    fake = FakeConvoso(campaigns=3)
+    with fake.serve_in_thread(backend=backend) as url:
+        address = urlsplit(url)
+        connection = HTTPConnection(address.hostname or "", address.port, timeout=PATIENCE)
+        try:
+            connection.connect()
+            first_socket = connection.sock
+            for number in range(50):
+                form = status_form("1001", "false" if number % 2 else "true")
+                headers = {"Content-Type": FORM_TYPE}
+                connection.request("POST", "/v1" + STATUS, urlencode(form), headers)
+                response = connection.getresponse()
+                assert (response.status, json.loads(response.read())) == (200, {"success": True})
+                assert connection.sock is first_socket  # http.client reconnects after a close
+        finally:
+            connection.close()
+
+    assert len(fake.requests) == 50
+    assert fake.campaign_status("1001") == "N"
+
+
+@on_each_server_backend
+def test_pipelined_requests_are_answered_in_order_and_close_ends_the_connection(
+    backend: ServerBackend,
+) -> None:
+    fake = FakeConvoso(campaigns=2)
+    with fake.serve_in_thread(backend=backend) as url, raw_socket(url) as sock:
+        sock.sendall(
+            raw_request(STATUS, status_form("1001", "false"))
+            + raw_request(SEARCH, {"auth_token": TOKEN})
+            + raw_request(STATUS, status_form("1002", "false"), headers=("Connection: close",))
+        )
+        responses, rest = parse_responses(read_to_eof(sock))  # the end of stream: closed
+
+    assert [r.status for r in responses] == [200, 200, 200]
+    assert json.loads(responses[0].body) == {"success": True}
+    assert [c["status"] for c in json.loads(responses[1].body)["data"]] == ["N", "Y"]
+    assert json.loads(responses[2].body) == {"success": True}
+    assert responses[2].headers["connection"] == "close"
+    assert {r.headers["server"] for r in responses} == {"convoso-async-fake"}
+    assert all(r.headers["date"].endswith(" GMT") for r in responses)
+    assert rest == b""
+    assert [r.campaign_id for r in fake.requests] == ["1001", None, "1002"]
+
+
+@on_each_server_backend
+def test_connection_close_answers_in_full_though_the_client_sends_more(
+    backend: ServerBackend,
+) -> None:
+    fake = FakeConvoso(campaigns=20_000)  # a search answer of about 2 MB
+    with (
+        fake.serve_in_thread(backend=backend) as url,
+        raw_socket(url, receive_buffer=4096) as sock,  # read slowly: the answer waits
+    ):
+        sock.sendall(raw_request(SEARCH, {"auth_token": TOKEN}, headers=("Connection: close",)))
+        time.sleep(0.3)  # the server has answered, and is closing
+        # Input the server never reads would make its close a reset, losing the answer.
+        sock.sendall(raw_request(SEARCH, {"auth_token": TOKEN}))
+        (response,), rest = parse_responses(read_to_eof(sock))
+
+    assert response.status == 200
+    assert len(json.loads(response.body)["data"]) == 20_000
+    assert rest == b""
+    assert len(fake.requests) == 1
+
+
+@on_each_server_backend
+def test_a_drop_closes_the_connection_without_a_byte(backend: ServerBackend) -> None:
+    fake = FakeConvoso(campaigns=1)
+    fake.add_fault(Fault("drop", times=1))
+    with fake.serve_in_thread(backend=backend) as url:
+        with raw_socket(url) as sock:
+            sock.sendall(raw_request(STATUS, status_form("1001", "false")))
+            dropped = read_to_eof(sock)
+        with raw_socket(url) as sock:
+            sock.sendall(raw_request(STATUS, status_form("1001", "false")))
+            (again,) = read_responses(sock, 1)
+
+    assert dropped == b""
+    assert json.loads(again.body) == {"success": True}
+    assert [(r.status, r.fault) for r in fake.requests] == [(0, "drop"), (200, None)]
+
+
+@on_each_server_backend
+def test_a_request_whose_client_has_hung_up_is_not_handled(backend: ServerBackend) -> None:
+    fake = FakeConvoso(campaigns=2)
+    fake.add_fault(Fault("slow", delay=0.3, on_requests={1}))
+    with fake.serve_in_thread(backend=backend) as url:
+        with raw_socket(url) as sock:
+            sock.sendall(
+                raw_request(STATUS, status_form("1001", "false"))
+                + raw_request(STATUS, status_form("1002", "false"))
+            )
+            wait_until(lambda: len(fake.requests) == 1)  # the first is being answered
+        time.sleep(1.0)  # the client has hung up; the second's turn has long come
+
+    assert [r.campaign_id for r in fake.requests] == ["1001"]
+    assert fake.statuses() == {"1001": "N", "1002": "Y"}
+
+
+@on_each_server_backend
+def test_clients_that_hang_up_mid_request_or_send_garbage_leave_the_server_serving(
+    backend: ServerBackend,
+) -> None:
+    fake = FakeConvoso(campaigns=1)
+    whole = raw_request(STATUS, status_form("1001", "false"))
+    head_only = whole[: whole.index(b"\r\n\r\n") + 4]
+    with fake.serve_in_thread(backend=backend) as url:
+        for part in (whole[:20], head_only, whole[:-5]):
+            with raw_socket(url) as sock:
+                sock.sendall(part)
+        with raw_socket(url) as sock:
+            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            refused = read_to_eof(sock)
+        with httpx2.Client(base_url=url, timeout=PATIENCE) as http:
+            after = http.post(STATUS, data=status_form("1001", "false"))
+
+    assert refused.startswith(b"HTTP/1.1 400 ")
+    assert after.json() == {"success": True}
+    assert len(fake.requests) == 1  # no part of a request reached the API
+
+
+def test_expect_100_continue_is_answered_before_the_body() -> None:
+    fake = FakeConvoso(campaigns=1)
+    request = raw_request(
+        STATUS, status_form("1001", "false"), headers=("Expect: 100-continue", "Connection: close")
+    )
+    head, _, body = request.partition(b"\r\n\r\n")
+    with fake.serve_in_thread() as url, raw_socket(url) as sock:
+        sock.sendall(head + b"\r\n\r\n")
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += sock.recv(65536)
+        sock.sendall(body)
+        (response,), _ = parse_responses(read_to_eof(sock))
+
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    assert json.loads(response.body) == {"success": True}
+    assert fake.campaign_status("1001") == "N"
+
+
+def test_a_body_over_a_megabyte_is_refused_with_413() -> None:
+    fake = FakeConvoso(campaigns=1)
+    huge = {"auth_token": TOKEN, "padding": "x" * (2 * 1024 * 1024)}
+    with fake.serve_in_thread() as url, raw_socket(url) as sock:
+        sock.sendall(raw_request(SEARCH, huge))
+        (response,), _ = parse_responses(read_to_eof(sock))
+
+    assert response.status == 413
+    assert fake.requests == []
+
+
+@pytest.mark.anyio
+async def test_head_is_405_without_a_body_and_the_connection_carries_on(
+    anyio_backend: str,
+) -> None:
+    fake = FakeConvoso(campaigns=1)
+    async with connect(fake, "server") as http:
+        head = await http.head(SEARCH)
+        after = await http.post(SEARCH, data={"auth_token": TOKEN})
+
+    assert (head.status_code, head.content) == (405, b"")
+    assert after.status_code == 200
+
+
+@on_each_server_backend
+def test_stopping_closes_idle_half_sent_and_waiting_connections(backend: ServerBackend) -> None:
+    fake = FakeConvoso(campaigns=1)
+    fake.add_fault(Fault("slow", delay=60, path=STATUS))
+    with contextlib.ExitStack() as sockets:
+        with fake.serve_in_thread(backend=backend) as url:
+            idle, half_sent, waiting = (sockets.enter_context(raw_socket(url)) for _ in range(3))
+            idle.sendall(raw_request(SEARCH, {"auth_token": TOKEN}))
+            (answered,) = read_responses(idle, 1)
+            half_sent.sendall(raw_request(SEARCH, {"auth_token": TOKEN})[:30])
+            waiting.sendall(raw_request(STATUS, status_form("1001", "false")))
+            wait_until(lambda: len(fake.requests) == 2)
+        # Leaving serve_in_thread stops the server; that raises if the thread outlives its bound.
+        closed = [closed_without_answer(sock) for sock in (idle, half_sent, waiting)]
+
+    assert answered.status == 200
+    assert closed == [True, True, True]
+    assert _server_threads() == []
+    assert _port_is_closed(url)
+
+
+def test_serving_on_an_unknown_event_loop_is_refused() -> None:
+    with (
+        pytest.raises(ValueError, match="backend must be one of"),
+        FakeConvoso().serve_in_thread(backend="curio"),  # type: ignore[arg-type]
+    ):
+        pass
+
+
 # -- the command line ------------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def _running_cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    with _running([sys.executable, "-m", "convoso_async.testing", "--port", "0", *args]) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def _running(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``command`` in a child process, and the first line it prints."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "convoso_async.testing", "--port", "0", *args],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -713,7 +1126,7 @@ def test_cli_prints_url_answers_and_stops_on_sigterm() -> None:
         assert line.startswith("listening on http://127.0.0.1:")
         url = line.removeprefix("listening on ").strip()
         assert url.endswith("/v1")
-        response = httpx.post(url + SEARCH, data={"auth_token": "cli-token"}, timeout=10)
+        response = httpx2.post(url + SEARCH, data={"auth_token": "cli-token"}, timeout=10)
         assert [c["id"] for c in response.json()["data"]] == ["1001", "1002", "1003", "1004"]
 
         proc.send_signal(signal.SIGTERM)
@@ -724,6 +1137,27 @@ def test_cli_prints_url_answers_and_stops_on_sigterm() -> None:
         hint = f"try: CONVOSO_BASE_URL={url} CONVOSO_AUTH_TOKEN=cli-token convoso campaigns list"
         assert rest[1] == hint
         assert len(rest) == 2
+
+
+SERVE_FOREVER_ON_TRIO = """
+from convoso_async.testing import FakeConvoso, serve_forever
+serve_forever(FakeConvoso(campaigns=2), backend="trio")
+"""
+
+
+def test_serve_forever_on_trio_prints_url_answers_and_stops_on_sigint() -> None:
+    with _running([sys.executable, "-c", SERVE_FOREVER_ON_TRIO]) as (proc, line):
+        assert line.startswith("listening on http://127.0.0.1:")
+        url = line.removeprefix("listening on ").strip()
+        response = httpx2.post(url + SEARCH, data={"auth_token": TOKEN}, timeout=10)
+        assert [c["id"] for c in response.json()["data"]] == ["1001", "1002"]
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stdout is not None
+        assert proc.stdout.read().splitlines()[0] == f"token {TOKEN}"
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""  # no KeyboardInterrupt traceback: the signal was caught
 
 
 def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:

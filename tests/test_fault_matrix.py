@@ -56,7 +56,7 @@ SEED = 5
 TOXIC_SEED = 1198
 PROBABILITY = 0.3
 #: limit_data's byte count: inside the headers of every request (230 B and more) and of every
-#: answer (140 B of headers and more) of this API, so the first exchange on a hit connection is
+#: answer (136 B of headers and more) of this API, so the first exchange on a hit connection is
 #: always cut. A larger count would cut only the connections that happen to carry that many bytes.
 LIMIT = 100
 #: The longest a non-stalled delivery through the matrix's toxics adds to one attempt

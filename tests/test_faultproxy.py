@@ -10,10 +10,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import h11
 import httpx
 import psutil
 import pytest
-from aiohttp import web
 from faultproxy import FaultProxy, Toxic
 
 # Any of these means "the connection broke" to an httpx caller; which one depends on timing.
@@ -36,7 +36,11 @@ def body_of(size: int) -> bytes:
 
 
 class Upstream:
-    """An aiohttp server on loopback in its own thread, so sync clients can reach it."""
+    """An HTTP/1.1 server (h11 on asyncio streams) on loopback in its own thread.
+
+    ``GET /bytes/N`` answers N bytes of `body_of` (and then closes the
+    connection if the query says ``close``); ``POST /echo`` answers its body.
+    """
 
     def __init__(self) -> None:
         self.port = 0
@@ -46,30 +50,56 @@ class Upstream:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
-    async def _bytes(self, request: web.Request) -> web.Response:
+    def _answer(self, request: h11.Request, body: bytes) -> tuple[bytes, bool]:
+        """What to send back, and whether to close the connection after it."""
         self.requests += 1
-        response = web.Response(body=body_of(int(request.match_info["size"])))
-        if "close" in request.query:
-            response.force_close()  # the server closes after answering
-        return response
+        path, _, query = request.target.decode().partition("?")
+        if request.method == b"POST" and path == "/echo":
+            return body, False
+        return body_of(int(path.removeprefix("/bytes/"))), "close" in query
 
-    async def _echo(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        return web.Response(body=await request.read())
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                request, body = None, b""
+                while not isinstance(event := connection.next_event(), h11.EndOfMessage):
+                    if event is h11.NEED_DATA:
+                        connection.receive_data(await reader.read(65536))
+                    elif isinstance(event, h11.Request):
+                        request = event
+                    elif isinstance(event, h11.Data):
+                        body += event.data
+                    else:
+                        return  # the client closed the connection
+                assert request is not None
+                content, close = self._answer(request, body)
+                headers = [("content-length", str(len(content)))]
+                if close:
+                    headers.append(("connection", "close"))
+                response = h11.Response(status_code=200, headers=headers)
+                writer.write(
+                    (connection.send(response) or b"")
+                    + (connection.send(h11.Data(data=content)) or b"")
+                    + (connection.send(h11.EndOfMessage()) or b"")
+                )
+                await writer.drain()
+                if connection.our_state is not h11.DONE:
+                    return
+                connection.start_next_cycle()
+        except (ConnectionError, h11.RemoteProtocolError):
+            pass  # a toxic cut the connection
+        finally:
+            writer.close()
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        app = web.Application()
-        app.router.add_get("/bytes/{size}", self._bytes)
-        app.router.add_post("/echo", self._echo)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self.port = runner.addresses[0][1]
+        server = await asyncio.start_server(self._converse, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         await self._stop.wait()
-        await runner.cleanup()
+        server.close()  # asyncio.run then cancels the connections still open
 
     def __enter__(self) -> Upstream:
         self._thread.start()

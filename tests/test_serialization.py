@@ -51,7 +51,7 @@ async def test_fastapi_returns_models_results_and_outcomes_through_to_dict(
 ) -> None:
     fake = FakeConvoso(campaign_ids=["111", "222", "333", "1004", "1005"])
     seen: list[BatchProgress] = []
-    http = httpx.AsyncClient(transport=fake.transport())
+    http = httpx.AsyncClient(transport=fake.transport(family="httpx"))
     async with AsyncConvoso(fake.TOKEN, base_url="https://fake/v1", http_client=http) as convoso:
         app = make_app(convoso, seen)
         async with httpx.AsyncClient(
@@ -114,7 +114,7 @@ async def test_fastapi_returns_models_results_and_outcomes_through_to_dict(
 
 async def test_the_cli_json_is_the_results_to_dict(anyio_backend: str) -> None:
     fake = FakeConvoso(campaign_ids=["111", "222"])
-    http = httpx.AsyncClient(transport=fake.transport())
+    http = httpx.AsyncClient(transport=fake.transport(family="httpx"))
     async with AsyncConvoso(fake.TOKEN, base_url="https://fake/v1", http_client=http) as convoso:
         dry = await convoso.campaigns.set_status_many(["111", "222", "9"], False, dry_run=True)
         skipping = await convoso.campaigns.set_status_many(

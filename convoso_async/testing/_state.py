@@ -1,15 +1,16 @@
 """The fake's state and its one handler core.
 
-Both front ends, the in-process httpx transport (`._transport`) and the aiohttp
-server on loopback (`._server`), reduce a request to ``(method, path,
-content_type, body, query)`` and await `FakeState._respond`, which returns an
+Both front ends, the in-process transport (`._transport`, and
+`._httpx_transport` for httpx) and the HTTP/1.1 server on loopback
+(`._server`), reduce a request to ``(method, path, content_type, body,
+query)`` and await `FakeState._respond`, which returns an
 `Answer`: what to send (status, headers, body) or to drop the connection, and
 after how long. Everything Convoso-like (routing, auth, validation, state,
 server-side rate limit, scripted faults, the request log) lives here, so the
 two front ends cannot drift apart.
 
 Every state change happens in `FakeState._decide`, synchronously, under one
-`threading.Lock` held only for that call: the aiohttp server runs on its own
+`threading.Lock` held only for that call: the loopback server runs on its own
 thread and loop, while tests inspect the state from theirs.
 """
 
