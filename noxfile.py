@@ -1,23 +1,101 @@
-"""The project's entry points: `nox -s tests lint typecheck`, `nox -s fuzz`, `nox -s bench`,
-`nox -s stress`."""
+"""The project's entry points, one session per job. ``nox -l`` lists them.
+
+- ``nox -s tests lint typecheck``: the README's test command (the default install plus the
+  test tools, ruff, mypy --strict).
+- ``nox -s matrix``: the suite on every Python from 3.10 to 3.13 found, with every extra;
+  ``nox -s matrix-3.13`` on one.
+- ``nox -s floors``: the suite on the oldest Python with the lowest version of every
+  dependency the project declares (uv's ``--resolution lowest-direct``).
+- ``nox -s minimal``: only the runtime dependencies and the ``cli`` extra (no httpx, no
+  aiohttp, no test tools): the demo and a bulk change.
+- ``nox -s fuzz``, ``nox -s stress``, ``nox -s bench``, ``nox -s soak``.
+
+Pythons are looked for on PATH, and in pyenv's versions when pyenv is there.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
+#: The Python of the everyday sessions, and the ones the project declares it supports.
 PYTHON = "3.11"
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+OLDEST, NEWEST = PYTHONS[0], PYTHONS[-1]
+#: Every extra a user may install (the matrix and the floors test them all).
+EVERY_EXTRA = ".[test,aiohttp,redis,cli]"
+
+
+def _pyenv_pythons_on_path() -> None:
+    """Put pyenv's interpreters on PATH (nox finds ``python3.X`` there), newest patch first."""
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        return
+    root = Path(subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip())
+    found = sorted((root / "versions").glob("3.*/bin"), reverse=True)
+    os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), *map(str, found)])
+
+
+_pyenv_pythons_on_path()
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Unit and integration tests (a real redis-server must be on PATH for the Redis ones)."""
+    """The whole suite on the default install plus the test tools.
+
+    A real redis-server must be on PATH for the Redis tests; tests of the aiohttp opt-in
+    skip without aiohttp (``matrix`` runs them).
+    """
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def matrix(session: nox.Session) -> None:
+    """The whole suite on one Python, with every extra installed (aiohttp's tests run too)."""
+    session.install("-e", EVERY_EXTRA)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=OLDEST)
+def floors(session: nox.Session) -> None:
+    """The whole suite on the oldest Python with the lowest version of every declared dependency.
+
+    A floor nobody tests is a guess: this installs exactly the floors ``pyproject.toml``
+    names (runtime, extras and test tools) with uv, and runs everything.
+    """
+    session.install("uv>=0.4")
+    session.run(
+        "uv",
+        "pip",
+        "install",
+        "--python",
+        str(Path(session.virtualenv.location) / "bin" / "python"),
+        "--resolution",
+        "lowest-direct",
+        "-e",
+        EVERY_EXTRA,
+    )
+    session.run("python", "-m", "pip", "list", "--format=freeze")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def minimal(session: nox.Session) -> None:
+    """Only the runtime dependencies and the cli extra: the demo and a bulk change.
+
+    Neither httpx nor aiohttp is installed, so the default path must not need them.
+    """
+    session.install("-e", ".[cli]")
+    session.run("python", "tests/minimal_run.py")
+    session.run("convoso", "demo")
 
 
 @nox.session(python=PYTHON)
@@ -62,7 +140,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Every benchmark script, each printing its table."""
+    """Every benchmark script, each printing its table (and failing on a missed target)."""
     session.install("-e", ".[bench]")
     for script in ("bulk_throughput", "rate_accuracy", "decode"):
         session.run("python", f"benchmarks/{script}.py", *session.posargs)
