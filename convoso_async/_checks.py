@@ -16,10 +16,17 @@ from __future__ import annotations
 
 import math
 
-from ._defaults import MAX_CONCURRENCY_LIMIT, MAX_RETRIES_LIMIT
+from ._defaults import DEFAULT_BASE_URL, ENV_AUTH_TOKEN, MAX_CONCURRENCY_LIMIT, MAX_RETRIES_LIMIT
 from ._errors import ConfigurationError
 
-__all__ = ["check_concurrency", "check_count", "check_number", "check_retries"]
+__all__ = [
+    "check_base_url",
+    "check_concurrency",
+    "check_count",
+    "check_number",
+    "check_retries",
+    "check_token",
+]
 
 
 def _kind(value: object) -> str:
@@ -89,3 +96,45 @@ def check_concurrency(max_concurrency: object) -> int:
 def check_retries(max_retries: object) -> int:
     """``max_retries``, as the client and ``with_options`` take it."""
     return check_count("max_retries", max_retries, minimum=0, maximum=MAX_RETRIES_LIMIT)
+
+
+def check_token(token: object) -> str:
+    """The auth token, stripped; refused when absent or when it cannot be sent."""
+    if token is None or (isinstance(token, str) and not token.strip()):
+        raise ConfigurationError(
+            f"no Convoso auth token: pass auth_token=... or set the {ENV_AUTH_TOKEN} "
+            "environment variable"
+        )
+    if not isinstance(token, str):
+        raise ConfigurationError(f"auth_token must be a string, not {type(token).__name__}")
+    token = token.strip()
+    # Checked here, not at the first request: a token from bytes that were
+    # not UTF-8 (lone surrogates) cannot be sent, and a control character is
+    # never part of a real token. Neither the token nor the character is named.
+    for position, char in enumerate(token):
+        if char < " " or char == "\x7f" or "\ud800" <= char <= "\udfff":
+            raise ConfigurationError(
+                f"auth_token is not a valid token: character {position + 1} of "
+                f"{len(token)} is a control character or cannot be encoded as UTF-8 "
+                f"(check how {ENV_AUTH_TOKEN} or the token file was written)"
+            )
+    return token
+
+
+def check_base_url(url: object) -> str:
+    """The API root: an http(s) URL without query or fragment, without its trailing slash."""
+    import httpx2  # here, not above: the command line checks options without an HTTP library
+
+    if not isinstance(url, str):
+        raise ConfigurationError(f"base_url must be a string, not {type(url).__name__}")
+    try:
+        parsed = httpx2.URL(url)
+    except (httpx2.InvalidURL, TypeError):
+        raise ConfigurationError(f"base_url {url!r} is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, not {url!r}"
+        )
+    if parsed.query or parsed.fragment:
+        raise ConfigurationError("base_url must not carry a query or fragment")
+    return url.rstrip("/")

@@ -13,7 +13,14 @@ from typing import Any, Literal
 
 import httpx2
 
-from ._checks import check_concurrency, check_count, check_number, check_retries
+from ._checks import (
+    check_base_url,
+    check_concurrency,
+    check_count,
+    check_number,
+    check_retries,
+    check_token,
+)
 from ._defaults import (
     BREAKER_FAILURE_THRESHOLD,
     DEFAULT_BASE_URL,
@@ -112,10 +119,10 @@ class AsyncConvoso:
         transport: Transport = "httpx2",
     ) -> None:
         configure_from_env()
-        token = _check_token(
+        token = check_token(
             auth_token if auth_token is not None else os.environ.get(ENV_AUTH_TOKEN)
         )
-        root = _check_base_url(base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
+        root = check_base_url(base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
         _check_http_client(http_client)
         transport = _check_transport(transport, http_client)
         # Every number is checked before anything computes with it (the
@@ -294,44 +301,6 @@ class AsyncConvoso:
             f"max_retries={self.max_retries}, max_concurrency={self._max_concurrency}, "
             f"rate_limit={limiter!r})"
         )
-
-
-def _check_token(token: object) -> str:
-    if token is None or (isinstance(token, str) and not token.strip()):
-        raise ConfigurationError(
-            f"no Convoso auth token: pass auth_token=... or set the {ENV_AUTH_TOKEN} "
-            "environment variable"
-        )
-    if not isinstance(token, str):
-        raise ConfigurationError(f"auth_token must be a string, not {type(token).__name__}")
-    token = token.strip()
-    # Checked here, not at the first request: a token from bytes that were
-    # not UTF-8 (lone surrogates) cannot be sent, and a control character is
-    # never part of a real token. Neither the token nor the character is named.
-    for position, char in enumerate(token):
-        if char < " " or char == "\x7f" or "\ud800" <= char <= "\udfff":
-            raise ConfigurationError(
-                f"auth_token is not a valid token: character {position + 1} of "
-                f"{len(token)} is a control character or cannot be encoded as UTF-8 "
-                f"(check how {ENV_AUTH_TOKEN} or the token file was written)"
-            )
-    return token
-
-
-def _check_base_url(url: object) -> str:
-    if not isinstance(url, str):
-        raise ConfigurationError(f"base_url must be a string, not {type(url).__name__}")
-    try:
-        parsed = httpx2.URL(url)
-    except (httpx2.InvalidURL, TypeError):
-        raise ConfigurationError(f"base_url {url!r} is not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigurationError(
-            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, not {url!r}"
-        )
-    if parsed.query or parsed.fragment:
-        raise ConfigurationError("base_url must not carry a query or fragment")
-    return url.rstrip("/")
 
 
 def _check_http_client(http_client: object) -> None:
