@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import socket
 import struct
@@ -239,6 +240,16 @@ class _Link:
         self.reset = self.reset or reset
         self.ended.set()
 
+    @property
+    def writers(self) -> list[asyncio.StreamWriter]:
+        """The client's end, and the upstream end once it is connected."""
+        return [self.client[1]] + ([self.upstream[1]] if self.upstream else [])
+
+    def abort(self) -> None:
+        """Close both sockets now, without waiting for unsent data; safe to repeat."""
+        for writer in self.writers:
+            writer.transport.abort()
+
 
 class FaultProxy:
     """Listen on ``host:port`` (a free port by default) and relay each connection to ``upstream``.
@@ -273,7 +284,8 @@ class FaultProxy:
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Every accepted connection until its relay has ended, with the task relaying it.
+        self._links: dict[_Link, asyncio.Task[None]] = {}
 
     # -- control, from any thread ---------------------------------------------------------------
 
@@ -371,56 +383,88 @@ class FaultProxy:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        server = await asyncio.start_server(self._serve, self.host, self._requested_port)
+        server = await asyncio.start_server(self._accept, self.host, self._requested_port)
         self._port = server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
             await self._stopping.wait()
         finally:
-            server.close()
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await server.wait_closed()
+            await self._shut_down(server)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        # Only our shutdown cancels this task, and it must then end normally: on Python 3.11 the
-        # stream server's done-callback calls task.exception(), which raises for a cancelled task
-        # and is logged as an error.
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._relay(reader, writer)
-        self._tasks.discard(task)
+    async def _shut_down(self, server: asyncio.Server) -> None:
+        """Stop listening and close every accepted connection, whatever its relay is doing.
 
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        Each relay is cancelled, and its sockets are aborted here too: a relay can be cancelled
+        before it ever ran, or in the middle of its own hang-up. Since Python 3.12
+        ``server.wait_closed()`` waits for every accepted connection, so one left open would hang
+        the shutdown; before 3.12 it returns at once and the client would be left waiting.
+        """
+        assert self._stopping is not None
+        self._stopping.set()  # connections made from now on are closed as they arrive
+        server.close()
+        links = dict(self._links)
+        for link, task in links.items():
+            task.cancel()
+            link.abort()
+        await asyncio.gather(*links.values(), return_exceptions=True)
+        closing = [writer.wait_closed() for link in links for writer in link.writers]
+        await asyncio.gather(*closing, return_exceptions=True)
+        await server.wait_closed()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Register a new connection and start relaying it.
+
+        A plain function, not a coroutine, so the stream server calls it as the connection is
+        made: a coroutine would only run once its task is scheduled, and a connection whose task
+        had not started yet would escape the shutdown's list.
+        """
+        assert self._stopping is not None
+        if self._stopping.is_set():
+            writer.transport.abort()  # made while the proxy shuts down: not relayed
+            return
         with self._lock:
             link = _Link(self._accepted, self.seed, (reader, writer))
             self._accepted += 1
             self._open += 1
+        task = asyncio.get_running_loop().create_task(self._relay(link))
+        self._links[link] = task
+        task.add_done_callback(functools.partial(self._forget, link))
+
+    def _forget(self, link: _Link, task: asyncio.Task[None]) -> None:
+        del self._links[link]
+        with self._lock:
+            self._open -= 1
+        if not task.cancelled() and task.exception() is not None:
+            task.get_loop().call_exception_handler(
+                {"message": "fault proxy relay failed", "exception": task.exception()}
+            )
+
+    async def _relay(self, link: _Link) -> None:
         pumps: list[asyncio.Task[None]] = []
         try:
             try:
-                link.upstream = await asyncio.wait_for(
-                    asyncio.open_connection(*self.upstream), _CONNECT_TIMEOUT
-                )
+                link.upstream = await _connect(self.upstream)
             except (OSError, asyncio.TimeoutError):
                 return  # the client sees its connection closed, as with a dead upstream
             pumps = [asyncio.create_task(self._pump(link, d)) for d in ("upstream", "downstream")]
             await link.ended.wait()
         finally:
-            for pump in pumps:
-                pump.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
-            for state in link.states.values():
-                if state.timer is not None:
-                    state.timer.cancel()
-            writers = [writer] + ([link.upstream[1]] if link.upstream else [])
-            abort = self._stopping is not None and self._stopping.is_set()
-            await asyncio.gather(*(_close(w, reset=link.reset, abort=abort) for w in writers))
-            with self._lock:
-                self._open -= 1
+            try:
+                await self._hang_up(link, pumps)
+            except asyncio.CancelledError:
+                # Shutdown came in the middle of the hang-up: stop waiting, but close both ends.
+                link.abort()
+                raise
+
+    async def _hang_up(self, link: _Link, pumps: list[asyncio.Task[None]]) -> None:
+        for pump in pumps:
+            pump.cancel()
+        for state in link.states.values():
+            if state.timer is not None:
+                state.timer.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        abort = self._stopping is not None and self._stopping.is_set()
+        await asyncio.gather(*(_close(w, reset=link.reset, abort=abort) for w in link.writers))
 
     async def _pump(self, link: _Link, direction: Direction) -> None:
         try:
@@ -559,6 +603,26 @@ def _slices(chunk: bytes, slicer: Toxic, rng: random.Random) -> list[bytes]:
         pieces.append(chunk[start : start + size])
         start += size
     return pieces
+
+
+async def _connect(address: tuple[str, int]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a connection to ``address``; if cancelled, one that opens anyway is closed at once."""
+    connecting = asyncio.ensure_future(
+        asyncio.wait_for(asyncio.open_connection(*address), _CONNECT_TIMEOUT)
+    )
+    try:
+        return await asyncio.shield(connecting)
+    except asyncio.CancelledError:
+        connecting.cancel()
+        connecting.add_done_callback(_abort_if_connected)
+        raise
+
+
+def _abort_if_connected(
+    connecting: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+) -> None:
+    if not connecting.cancelled() and connecting.exception() is None:
+        connecting.result()[1].transport.abort()
 
 
 async def _close(writer: asyncio.StreamWriter, *, reset: bool, abort: bool) -> None:
