@@ -52,6 +52,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
 
+# Without the redis extra the module still imports (so a type hint or an isinstance check
+# works); constructing a RedisRateLimiter then raises ConfigurationError naming the extra.
 try:
     import redis.asyncio as aioredis
     from redis import Redis as _SyncRedis
@@ -59,10 +61,10 @@ try:
     from redis.backoff import NoBackoff
     from redis.commands.core import AsyncScript
     from redis.exceptions import RedisError
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "RedisRateLimiter needs the redis package: pip install 'convoso-async[redis]'"
-    ) from exc
+except ImportError as exc:
+    _missing_redis: ImportError | None = exc
+else:
+    _missing_redis = None
 
 from convoso_async._defaults import AUTO_RATE_CEILING, AUTO_RATE_FLOOR, AUTO_RATE_START
 from convoso_async._errors import ConfigurationError, RateLimiterUnavailableError
@@ -305,7 +307,8 @@ class RedisRateLimiter:
     seeds it with the rate it saw last, not with the start rate.
 
     ``acquire()`` must run on asyncio (``redis.asyncio`` is asyncio-only); on
-    trio it raises `~convoso_async._errors.ConfigurationError`.
+    trio it raises `~convoso_async._errors.ConfigurationError`. So does the
+    constructor when the ``redis`` extra is not installed, naming it.
     """
 
     def __init__(
@@ -324,6 +327,11 @@ class RedisRateLimiter:
         floor: float | None = None,
         ceiling: float | None = None,
     ) -> None:
+        if _missing_redis is not None:
+            raise ConfigurationError(
+                "RedisRateLimiter needs the 'redis' extra: pip install 'convoso-async[redis]' "
+                f"({_missing_redis})"
+            )
         if rate == "auto":
             adaptive, rate = True, AUTO_RATE_START
         if not isinstance(adaptive, bool):

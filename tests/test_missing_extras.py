@@ -113,3 +113,21 @@ def test_without_rich_the_version_and_the_fake_server_need_no_extra() -> None:
     fake_help = run_without(("rich",), code, "fake-server", "--help")
     assert fake_help.returncode == 0
     assert "usage: convoso fake-server" in fake_help.stdout
+
+
+def test_without_redis_the_limiter_imports_and_constructing_it_names_the_extra() -> None:
+    run = run_without(
+        ("redis",),
+        "from convoso_async import ConfigurationError\n"
+        "from convoso_async.redis_limiter import RedisRateLimiter\n"
+        "try:\n"
+        "    RedisRateLimiter('redis://localhost:6379/0', rate=10)\n"
+        "except ConfigurationError as error:\n"
+        "    print(error)\n",
+    )
+    assert run.returncode == 0, run.stderr
+    # Then, in brackets, the import's own error (which differs between Python versions).
+    assert run.stdout.startswith(
+        "RedisRateLimiter needs the 'redis' extra: pip install 'convoso-async[redis]' ("
+    )
+    assert run.stdout.count("\n") == 1
