@@ -648,6 +648,13 @@ def test_an_id_that_cannot_be_encoded_is_refused_before_anything_is_sent() -> No
     check_refused(outcome, server)
 
 
+def test_a_max_concurrency_beyond_float_range_still_gets_its_circuit_breaker() -> None:
+    # The default breaker opens after 2 x max_concurrency failures in a row, and checking that
+    # count turned it into a float, which overflows past 1e308.
+    client = AsyncConvoso(TOKEN, base_url=BASE_URL, max_concurrency=10**400)
+    assert client.max_concurrency == 10**400
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [("timeout", 10**400), ("rate_limit", 10**400), ("rate_limit", 2**63), ("rate_limit", 1e30)],

@@ -56,7 +56,8 @@ def _check(name: str, value: float, *, minimum: float, integer: bool = False) ->
         raise TypeError(f"{name} must be a number, not {type(value).__name__}")
     if integer and not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not math.isfinite(value) or value < minimum:
+    # Only a float can be infinite or NaN; isfinite() of an int past 1e308 raises OverflowError.
+    if (isinstance(value, float) and not math.isfinite(value)) or value < minimum:
         raise ValueError(f"{name} must be a finite number at least {minimum:g}, not {value!r}")
 
 
