@@ -53,6 +53,8 @@ from typing import Literal
 
 import anyio
 
+# Without the redis extra the module still imports (so a type hint or an isinstance check
+# works); constructing a RedisRateLimiter then raises ConfigurationError naming the extra.
 try:
     import redis.asyncio as aioredis
     from redis import Redis as _SyncRedis
@@ -74,10 +76,10 @@ try:
         redact_url,
         url_secrets,
     )
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "RedisRateLimiter needs the redis package: pip install 'convoso-async[redis]'"
-    ) from exc
+except ImportError as exc:
+    _missing_redis: ImportError | None = exc
+else:
+    _missing_redis = None
 
 from convoso_async._defaults import (
     AUTO_RATE_CEILING,
@@ -327,7 +329,8 @@ class RedisRateLimiter:
     read-only replica, a TLS handshake, or Redis unreachable.
 
     ``acquire()`` must run on asyncio (``redis.asyncio`` is asyncio-only); on
-    trio it raises `~convoso_async._errors.ConfigurationError`.
+    trio it raises `~convoso_async._errors.ConfigurationError`. So does the
+    constructor when the ``redis`` extra is not installed, naming it.
     """
 
     def __init__(
@@ -346,6 +349,11 @@ class RedisRateLimiter:
         floor: float | None = None,
         ceiling: float | None = None,
     ) -> None:
+        if _missing_redis is not None:
+            raise ConfigurationError(
+                "RedisRateLimiter needs the 'redis' extra: pip install 'convoso-async[redis]' "
+                f"({_missing_redis})"
+            )
         if rate == "auto":
             adaptive, rate = True, AUTO_RATE_START
         if not isinstance(adaptive, bool):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import socket
 import struct
@@ -219,15 +220,20 @@ class _ToxicState:
     timer: asyncio.TimerHandle | None = None
 
 
-class _Link:
-    """One client connection and its upstream connection."""
+_Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
-    def __init__(
-        self, index: int, seed: int, client: tuple[asyncio.StreamReader, asyncio.StreamWriter]
-    ) -> None:
+
+class _Link:
+    """One client connection and its upstream connection.
+
+    Each end is opened by a task of its own, kept here: a relay cancelled just as a connection
+    opens would lose the streams it was about to get, but the task keeps them for the shutdown.
+    """
+
+    def __init__(self, index: int, seed: int, accepting: asyncio.Task[_Streams]) -> None:
         self.index = index
-        self.client = client
-        self.upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.accepting = accepting  # wraps the accepted socket in streams
+        self.dialing: asyncio.Task[_Streams] | None = None  # connects to the upstream
         self.states: dict[Toxic, _ToxicState] = {}
         self.hung: dict[Direction, bool] = {"upstream": False, "downstream": False}
         self.pace_at: dict[Direction, float] = {"upstream": 0.0, "downstream": 0.0}
@@ -238,6 +244,28 @@ class _Link:
     def end(self, *, reset: bool) -> None:
         self.reset = self.reset or reset
         self.ended.set()
+
+    @property
+    def client(self) -> _Streams | None:
+        return _opened(self.accepting)
+
+    @property
+    def upstream(self) -> _Streams | None:
+        return _opened(self.dialing)
+
+    @property
+    def opening(self) -> list[asyncio.Task[_Streams]]:
+        return [task for task in (self.accepting, self.dialing) if task is not None]
+
+    @property
+    def writers(self) -> list[asyncio.StreamWriter]:
+        """The ends that are open: the client's, and the upstream's once it is connected."""
+        return [streams[1] for streams in (self.client, self.upstream) if streams is not None]
+
+    def abort(self) -> None:
+        """Close both ends now, without waiting for unsent data; safe to repeat."""
+        for writer in self.writers:
+            writer.transport.abort()
 
 
 class FaultProxy:
@@ -273,7 +301,8 @@ class FaultProxy:
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Every accepted connection until its relay has ended, with the task relaying it.
+        self._links: dict[_Link, asyncio.Task[None]] = {}
 
     # -- control, from any thread ---------------------------------------------------------------
 
@@ -369,58 +398,110 @@ class FaultProxy:
             self._ready.set()
 
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        server = await asyncio.start_server(self._serve, self.host, self._requested_port)
-        self._port = server.sockets[0].getsockname()[1]
-        self._ready.set()
+        family, _, _, _, address = socket.getaddrinfo(
+            self.host, self._requested_port, type=socket.SOCK_STREAM
+        )[0]
+        listener = socket.create_server(address, family=family)
         try:
+            listener.setblocking(False)
+            self._port = listener.getsockname()[1]
+            loop.add_reader(listener, self._accept, listener)
+            self._ready.set()
             await self._stopping.wait()
         finally:
-            server.close()
-            for task in self._tasks:
+            loop.remove_reader(listener)
+            listener.close()  # the kernel resets connections that were not accepted yet
+            await self._shut_down()
+
+    def _accept(self, listener: socket.socket) -> None:
+        """Accept every connection waiting on the listener and start relaying each.
+
+        The proxy accepts by itself rather than through ``asyncio.start_server``: that server
+        wraps each accepted socket in a later task, so a socket accepted just before shutdown
+        could escape it and stay open until the garbage collector found it. Here a socket is
+        in ``_links`` from the moment it is accepted.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            sock.setblocking(False)
+            accepting = loop.create_task(asyncio.open_connection(sock=sock))
+            # Closes the socket if it never became streams (failed, or cancelled by shutdown).
+            accepting.add_done_callback(functools.partial(_close_unless_opened, sock))
+            with self._lock:
+                link = _Link(self._accepted, self.seed, accepting)
+                self._accepted += 1
+                self._open += 1
+            relay = loop.create_task(self._relay(link))
+            self._links[link] = relay
+            relay.add_done_callback(functools.partial(self._forget, link))
+
+    async def _shut_down(self) -> None:
+        """Close every accepted connection, whatever its relay is doing, and wait until it is.
+
+        A relay may be cancelled before it ever ran, or in the middle of its own hang-up, so the
+        sockets are aborted here as well as by the relays.
+        """
+        assert self._stopping is not None
+        self._stopping.set()
+        links = dict(self._links)
+        for link, relay in links.items():
+            relay.cancel()
+            for task in link.opening:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await server.wait_closed()
+        tasks = [task for link, relay in links.items() for task in (relay, *link.opening)]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for link in links:
+            link.abort()
+        closing = [writer.wait_closed() for link in links for writer in link.writers]
+        await asyncio.gather(*closing, return_exceptions=True)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        # Only our shutdown cancels this task, and it must then end normally: on Python 3.11 the
-        # stream server's done-callback calls task.exception(), which raises for a cancelled task
-        # and is logged as an error.
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._relay(reader, writer)
-        self._tasks.discard(task)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _forget(self, link: _Link, relay: asyncio.Task[None]) -> None:
+        del self._links[link]
         with self._lock:
-            link = _Link(self._accepted, self.seed, (reader, writer))
-            self._accepted += 1
-            self._open += 1
+            self._open -= 1
+        if not relay.cancelled() and relay.exception() is not None:
+            relay.get_loop().call_exception_handler(
+                {"message": "fault proxy relay failed", "exception": relay.exception()}
+            )
+
+    async def _relay(self, link: _Link) -> None:
         pumps: list[asyncio.Task[None]] = []
         try:
             try:
-                link.upstream = await asyncio.wait_for(
-                    asyncio.open_connection(*self.upstream), _CONNECT_TIMEOUT
-                )
-            except (OSError, asyncio.TimeoutError):
-                return  # the client sees its connection closed, as with a dead upstream
+                await link.accepting
+                link.dialing = asyncio.create_task(asyncio.open_connection(*self.upstream))
+                await asyncio.wait([link.dialing], timeout=_CONNECT_TIMEOUT)
+                if link.upstream is None:
+                    return  # the client sees its connection closed, as with a dead upstream
+            except OSError:
+                return  # the client left before its connection was set up
             pumps = [asyncio.create_task(self._pump(link, d)) for d in ("upstream", "downstream")]
             await link.ended.wait()
         finally:
-            for pump in pumps:
-                pump.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
-            for state in link.states.values():
-                if state.timer is not None:
-                    state.timer.cancel()
-            writers = [writer] + ([link.upstream[1]] if link.upstream else [])
-            abort = self._stopping is not None and self._stopping.is_set()
-            await asyncio.gather(*(_close(w, reset=link.reset, abort=abort) for w in writers))
-            with self._lock:
-                self._open -= 1
+            try:
+                await self._hang_up(link, pumps)
+            except asyncio.CancelledError:
+                # Shutdown came in the middle of the hang-up: stop waiting, but close both ends.
+                link.abort()
+                raise
+
+    async def _hang_up(self, link: _Link, pumps: list[asyncio.Task[None]]) -> None:
+        for task in (*pumps, *link.opening):
+            task.cancel()  # an upstream still connecting (timed out, or cancelled) too
+        for state in link.states.values():
+            if state.timer is not None:
+                state.timer.cancel()
+        await asyncio.gather(*pumps, *link.opening, return_exceptions=True)
+        abort = self._stopping is not None and self._stopping.is_set()
+        await asyncio.gather(*(_close(w, reset=link.reset, abort=abort) for w in link.writers))
 
     async def _pump(self, link: _Link, direction: Direction) -> None:
         try:
@@ -432,11 +513,13 @@ class FaultProxy:
             link.end(reset=False)
 
     async def _forward(self, link: _Link, direction: Direction) -> None:
-        assert link.upstream is not None
+        client, upstream = link.client, link.upstream
+        assert client is not None
+        assert upstream is not None
         if direction == "upstream":
-            src, dst = link.client[0], link.upstream[1]
+            src, dst = client[0], upstream[1]
         else:
-            src, dst = link.upstream[0], link.client[1]
+            src, dst = upstream[0], client[1]
         while True:
             chunk = await src.read(_READ_SIZE)
             if link.hung[direction]:
@@ -559,6 +642,19 @@ def _slices(chunk: bytes, slicer: Toxic, rng: random.Random) -> list[bytes]:
         pieces.append(chunk[start : start + size])
         start += size
     return pieces
+
+
+def _opened(task: asyncio.Task[_Streams] | None) -> _Streams | None:
+    """The streams ``task`` opened, or None if it has not (yet, or ever)."""
+    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
+def _close_unless_opened(sock: socket.socket, accepting: asyncio.Task[_Streams]) -> None:
+    # Safe even if a transport was made for it: asyncio closes that transport on the way out.
+    if _opened(accepting) is None:
+        sock.close()
 
 
 async def _close(writer: asyncio.StreamWriter, *, reset: bool, abort: bool) -> None:

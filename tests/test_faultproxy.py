@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import random
+import select
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
+import faultproxy
 import h11
 import httpx
 import psutil
@@ -404,6 +406,69 @@ def test_close_leaks_no_threads_or_fds_even_with_a_hung_connection(upstream: Ups
     assert wait_until(lambda: process.num_fds() <= fds), (process.num_fds(), fds)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", proxy.port), timeout=1.0)
+
+
+def sees_its_connection_closed(sock: socket.socket) -> bool:
+    """Whether the proxy ends ``sock`` (FIN or RST) within PATIENCE, whatever was sent before."""
+    try:
+        read_to_eof(sock)
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_close_ends_every_connection_whatever_it_is_doing(upstream: Upstream) -> None:
+    proxy = FaultProxy(("127.0.0.1", upstream.port)).start()
+    idle = raw_get(proxy, "/bytes/10", keepalive=True)
+    answer = b""
+    while not answer.endswith(body_of(10)):
+        answer += idle.recv(65536)
+    # Clients that never read their answer: the relay is held up writing to them.
+    unread = [raw_get(proxy, "/bytes/4000000", keepalive=True) for _ in range(4)]
+    assert wait_until(lambda: proxy.stats.open == 5)
+    for sock in unread:
+        assert select.select([sock], [], [], PATIENCE)[0], "no answer started"
+    # And clients that connect while the proxy closes: refused, or accepted and then closed.
+    late: list[socket.socket] = []
+
+    def connect_until_refused() -> None:
+        for _ in range(100):
+            try:
+                late.append(socket.create_connection(("127.0.0.1", proxy.port), timeout=PATIENCE))
+            except OSError:
+                return
+
+    connecting = threading.Thread(target=connect_until_refused)
+    connecting.start()
+    proxy.close()  # raises if the loop thread does not stop
+    connecting.join(PATIENCE)
+    for sock in [idle, *unread, *late]:
+        with sock:
+            assert sees_its_connection_closed(sock)
+    assert proxy.stats.open == 0
+
+
+def test_close_ends_connections_it_interrupts_in_the_middle_of_their_hang_up(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hanging_up: list[bool] = []
+
+    async def close_never_completes(writer: object, *, reset: bool, abort: bool) -> None:
+        hanging_up.append(True)
+        await asyncio.get_running_loop().create_future()  # like a peer that never lets go
+
+    monkeypatch.setattr(faultproxy, "_close", close_never_completes)
+    proxy = FaultProxy(("127.0.0.1", upstream.port)).start()
+    # The server closes after answering, which ends each connection and starts its hang-up.
+    clients = [raw_get(proxy, "/bytes/10") for _ in range(5)]
+    assert wait_until(lambda: len(hanging_up) == 2 * len(clients))  # both ends of each
+    proxy.close()  # cancels every hang-up midway; raises if the loop thread does not stop
+    for sock in clients:
+        with sock:
+            assert sees_its_connection_closed(sock)
+    assert proxy.stats.open == 0
 
 
 @pytest.mark.anyio

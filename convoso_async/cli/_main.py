@@ -405,16 +405,18 @@ async def _until_signal(
 
 
 def _dispatch(args: argparse.Namespace, stdin: TextIO) -> int:
+    if not getattr(args, "json", False):
+        # Tables, progress bars and the demo need rich; --json needs nothing more. Say so
+        # before anything is sent, not when the report is printed.
+        console()
     if args.command == "demo":
         from ._demo import run_demo
 
-        console()  # fail early, with the install hint, if rich is missing
         return anyio.run(run_demo, args.campaigns, args.latency, args.concurrency, args.rate)
     if args.command == "schedule":
         from ._schedule import run_schedule_command
 
         return run_schedule_command(args)
-    console()
     if args.action == "list":
         return anyio.run(_list, args)
     return anyio.run(_change, args, stdin)

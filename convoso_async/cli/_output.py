@@ -71,7 +71,7 @@ def console(stderr: bool = False) -> Console:
         from rich.console import Console
     except ImportError:
         raise UsageError(
-            "the convoso command needs its extra: pip install 'convoso-async[cli]'"
+            "the command line needs the 'cli' extra: pip install 'convoso-async[cli]'"
         ) from None
     return Console(stderr=stderr, highlight=False)
 
