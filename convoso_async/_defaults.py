@@ -106,3 +106,11 @@ REDIS_RETRY_INTERVAL = 5.0
 REDIS_SLACK = 0.03
 #: Seconds an adaptive key's learned rate is kept in Redis after its last use.
 REDIS_ADAPTIVE_STATE_TTL = 86400
+
+# -- the command line's demo (``convoso demo``) --
+
+#: Campaigns on the demo's fake server, its mean answer delay (varied +-50%), and the
+#: status requests the demo keeps in flight.
+DEMO_CAMPAIGNS = 3000
+DEMO_LATENCY = 0.02
+DEMO_CONCURRENCY = 32

@@ -26,72 +26,60 @@ Connection options (``--token-file``, ``--base-url``, ``--timeout``,
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import Any, NoReturn
 
-import anyio
-
-from convoso_async import __version__
-from convoso_async._bulk.changes import BATCH_FATAL, BatchResult, error_to_dict
+from convoso_async._checks import check_concurrency, check_count, check_number, check_retries
 from convoso_async._defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
+    DEMO_CAMPAIGNS,
+    DEMO_CONCURRENCY,
+    DEMO_LATENCY,
     ENV_AUTH_TOKEN,
     ENV_BASE_URL,
+    MAX_RATE,
 )
 from convoso_async._errors import ConfigurationError, ConvosoError
+from convoso_async._version import __version__
 
-from ._output import (
-    EXIT_BROKEN_PIPE,
-    EXIT_ERROR,
-    EXIT_FAILURES,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    UsageError,
-    client_from_args,
-    console,
-    decode_text,
-    plural,
-    print_campaigns,
-    print_json,
-    print_result,
-    run_with_progress,
-)
+from ._exits import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 __all__ = ["main"]
 
-N = TypeVar("N", int, float)
 
+def _option(check: Callable[[str, object], Any], name: str, convert: Callable[[str], Any]) -> Any:
+    """An argparse type checked as the library checks its option: the same range and words."""
 
-def _number(convert: Callable[[str], N], minimum: N, *, above: bool = False) -> Callable[[str], N]:
-    """An argparse type: a finite number at least (or, with ``above``, more than) ``minimum``."""
-    bound = f"more than {minimum}" if above else f"at least {minimum}"
-
-    def parse(text: str) -> N:
+    def parse(text: str) -> Any:
         try:
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (above and value == minimum):
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
-        return value
+        try:
+            return check(name, value)
+        except ConfigurationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 
 
-_positive_int = _number(int, 1)
-_non_negative_int = _number(int, 0)
-_positive_float = _number(float, 0.0, above=True)
-_non_negative_float = _number(float, 0.0)
+_timeout = _option(lambda name, value: check_number(name, value), "timeout", float)
+_max_retries = _option(lambda _, value: check_retries(value), "max_retries", int)
+_concurrency = _option(lambda _, value: check_concurrency(value), "max_concurrency", int)
+_rate = _option(
+    lambda name, value: check_number(name, value, maximum=MAX_RATE, unit="requests"),
+    "rate_limit",
+    float,
+)
+_campaigns = _option(lambda name, value: check_count(name, value, minimum=1), "campaigns", int)
+_latency = _option(lambda name, value: check_number(name, value, above=False), "latency", float)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,14 +120,14 @@ def _add_connection_options(parser: argparse.ArgumentParser, *, defaults: bool) 
     )
     group.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=_timeout,
         metavar="S",
         default=default(DEFAULT_TIMEOUT),
         help=f"seconds per HTTP attempt (default {DEFAULT_TIMEOUT:g})",
     )
     group.add_argument(
         "--max-retries",
-        type=_non_negative_int,
+        type=_max_retries,
         metavar="N",
         default=default(DEFAULT_MAX_RETRIES),
         help=f"retries per request; 0 disables (default {DEFAULT_MAX_RETRIES})",
@@ -150,26 +138,33 @@ def _add_pacing_options(parser: argparse.ArgumentParser, concurrency: int) -> No
     group = parser.add_argument_group("pacing")
     group.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=_concurrency,
         metavar="N",
         default=concurrency,
         help=f"status requests in flight at once (default {concurrency})",
     )
     group.add_argument(
         "--rate",
-        type=_positive_float,
+        type=_rate,
         metavar="R",
         help="at most R requests per second (default: no limit)",
     )
 
 
-def _version() -> str:
-    import httpx2
+class _Version(argparse.Action):
+    """``--version``, which names the HTTP library's version: imported only when asked."""
 
-    return (
-        f"convoso {__version__} (convoso-async; Python {platform.python_version()}, "
-        f"httpx2 {httpx2.__version__})"
-    )
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        import httpx2
+
+        print(
+            f"convoso {__version__} (convoso-async; Python {platform.python_version()}, "
+            f"httpx2 {httpx2.__version__})"
+        )
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
             "lines in a pipe or file, one JSON document with --json."
         ),
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_Version)
     _add_connection_options(parser, defaults=True)
     connection = _Parser(add_help=False)
     _add_connection_options(connection, defaults=False)
@@ -261,165 +256,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--campaigns",
-        type=_positive_int,
+        type=_campaigns,
         metavar="N",
-        default=3000,
+        default=DEMO_CAMPAIGNS,
         help="campaigns on the fake server (default 3000)",
     )
     demo.add_argument(
         "--latency",
-        type=_non_negative_float,
+        type=_latency,
         metavar="S",
-        default=0.02,
+        default=DEMO_LATENCY,
         help="the fake's mean answer delay in seconds, varied +-50%% (default 0.02)",
     )
     demo.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=_concurrency,
         metavar="N",
-        default=32,
+        default=DEMO_CONCURRENCY,
         help="status requests in flight at once (default 32)",
     )
     demo.add_argument(
         "--rate",
-        type=_positive_float,
+        type=_rate,
         metavar="R",
         help="client rate limit, requests per second (default: no limit)",
     )
     return parser
-
-
-def read_ids(ids: Sequence[str], from_file: Path | None, stdin: TextIO) -> list[str]:
-    """Ids from the command line and ``--from-file``, in order, blank lines and comments dropped.
-
-    The file may be UTF-8 (with or without a byte-order mark) or UTF-16/32
-    with one, as Excel's "Unicode text" is.
-    """
-    collected = [item.strip() for item in ids]
-    if from_file is not None:
-        if str(from_file) == "-":
-            raw = getattr(stdin, "buffer", None)
-            text = decode_text(raw.read(), "stdin") if raw is not None else stdin.read()
-        else:
-            try:
-                data = from_file.read_bytes()
-            except OSError as exc:
-                raise UsageError(f"cannot read {str(from_file)!r}: {exc.strerror}") from None
-            text = decode_text(data, repr(str(from_file)))
-        for line in text.splitlines():
-            item = line.split("#", 1)[0].strip().lstrip("\ufeff")
-            if item:
-                collected.append(item)
-    collected = [item for item in collected if item]
-    if not collected:
-        raise UsageError("no campaign ids given: pass IDs or --from-file F")
-    return collected
-
-
-async def _list(args: argparse.Namespace) -> int:
-    async with client_from_args(args) as convoso:
-        campaigns = await convoso.campaigns.search()
-    if args.active:
-        campaigns = [c for c in campaigns if c.is_active]
-    elif args.inactive:
-        campaigns = [c for c in campaigns if not c.is_active]
-    print_campaigns(campaigns, as_json=args.json)
-    return EXIT_OK
-
-
-async def _change(args: argparse.Namespace, stdin: TextIO) -> int:
-    ids = read_ids(args.ids, args.from_file, stdin)
-    active = args.action == "activate"
-    async with client_from_args(args) as convoso:
-        result, signum = await _until_signal(
-            lambda on_interrupt: run_with_progress(
-                f"{args.action} {plural(len(set(ids)), 'campaign')}",
-                len(set(ids)),
-                lambda on_progress: convoso.campaigns.set_status_many(
-                    ids,
-                    active,
-                    on_progress=on_progress,
-                    skip_unchanged=args.skip_unchanged,
-                    dry_run=args.dry_run,
-                    on_interrupt=on_interrupt,
-                ),
-                show=not args.json and sys.stderr.isatty(),
-            )
-        )
-    if isinstance(result.stopped_by, BATCH_FATAL):
-        # Every id would get the same answer: one message, not one line per campaign.
-        if args.json:
-            print_json(result.to_dict())
-        error = result.stopped_by
-        print(
-            f"convoso: error: {type(error).__name__}: {error}. Stopped after "
-            f"{plural(len(result.failed), 'refused request')}; "
-            f"{plural(len(result.not_sent), 'campaign')} not sent",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
-    print_result(result, as_json=args.json, title=f"{args.action}")
-    if signum is not None:
-        print(
-            f"convoso: interrupted by {signal.Signals(signum).name}: "
-            f"{plural(len(result.not_sent), 'campaign')} not sent, {len(result.unknown)} in flight "
-            "(unknown: may or may not have changed)",
-            file=sys.stderr,
-        )
-        return 128 + signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them
-    return EXIT_OK if result.ok else EXIT_FAILURES
-
-
-async def _until_signal(
-    work: Callable[[Callable[[BatchResult], None]], Awaitable[BatchResult]],
-) -> tuple[BatchResult, int | None]:
-    """Run ``work``; on SIGINT or SIGTERM stop it and return its partial result and the signal.
-
-    ``work`` gets the ``on_interrupt`` callback to pass to the batch, which
-    hands over the partial result (ids in flight unknown, the rest not sent).
-    """
-    partial: list[BatchResult] = []
-    caught: list[int] = []
-    done: list[BatchResult] = []
-    failure: list[Exception] = []
-    async with anyio.create_task_group() as group:
-
-        async def watch() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    caught.append(int(signum))
-                    group.cancel_scope.cancel()
-                    return
-
-        group.start_soon(watch)
-        try:
-            done.append(await work(partial.append))
-        except Exception as error:  # raised below, not wrapped in the task group's ExceptionGroup
-            failure.append(error)
-        group.cancel_scope.cancel()
-    if failure:
-        raise failure[0]
-    if done:
-        return done[0], None
-    return partial[0], caught[0]
-
-
-def _dispatch(args: argparse.Namespace, stdin: TextIO) -> int:
-    if not getattr(args, "json", False):
-        # Tables, progress bars and the demo need rich; --json needs nothing more. Say so
-        # before anything is sent, not when the report is printed.
-        console()
-    if args.command == "demo":
-        from ._demo import run_demo
-
-        return anyio.run(run_demo, args.campaigns, args.latency, args.concurrency, args.rate)
-    if args.command == "schedule":
-        from ._schedule import run_schedule_command
-
-        return run_schedule_command(args)
-    if args.action == "list":
-        return anyio.run(_list, args)
-    return anyio.run(_change, args, stdin)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -432,7 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code = _dispatch(args, sys.stdin)
+        # The commands (and the HTTP stack they need) load only once a command runs:
+        # `convoso --help` and a usage error cost next to nothing.
+        from ._commands import dispatch
+
+        code = dispatch(args, sys.stdin)
         sys.stdout.flush()  # here, so a closed pipe is caught below, not at exit
         return code
     except BrokenPipeError:
@@ -444,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         return _fail(parser, str(exc), EXIT_USAGE)
     except ConvosoError as exc:
-        print(f"convoso: error: {error_to_dict(exc)['error']}: {exc}", file=sys.stderr)
+        print(f"convoso: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("convoso: interrupted", file=sys.stderr)

@@ -22,20 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from convoso_async._bulk.changes import BatchProgress, BatchResult, error_to_dict
 from convoso_async._client import AsyncConvoso
-from convoso_async._defaults import ENV_AUTH_TOKEN
+from convoso_async._defaults import DEFAULT_MAX_CONCURRENCY, ENV_AUTH_TOKEN
 from convoso_async._models import Campaign
+
+from ._exits import UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = [
-    "EXIT_BROKEN_PIPE",
-    "EXIT_ERROR",
-    "EXIT_FAILURES",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "UsageError",
     "client_from_args",
     "console",
     "decode_text",
@@ -51,18 +46,6 @@ __all__ = [
     "run_with_progress",
     "stdout_is_terminal",
 ]
-
-EXIT_OK = 0
-EXIT_FAILURES = 1
-EXIT_USAGE = 2
-EXIT_ERROR = 3
-EXIT_INTERRUPTED = 130
-#: 128 + SIGPIPE: what a shell reports for a process the closed pipe killed.
-EXIT_BROKEN_PIPE = 141
-
-
-class UsageError(Exception):
-    """A problem with the command line itself: print it, exit 2."""
 
 
 def console(stderr: bool = False) -> Console:
@@ -100,7 +83,7 @@ def client_from_args(args: argparse.Namespace) -> AsyncConvoso:
         base_url=args.base_url,
         timeout=args.timeout,
         max_retries=args.max_retries,
-        max_concurrency=getattr(args, "concurrency", 8),
+        max_concurrency=getattr(args, "concurrency", DEFAULT_MAX_CONCURRENCY),
         rate_limit=getattr(args, "rate", None),
     )
 

@@ -27,7 +27,8 @@ from convoso_async._client import AsyncConvoso
 from convoso_async._log import audit_logger
 from convoso_async.schedule import Schedule
 
-from ._output import EXIT_FAILURES, EXIT_OK, UsageError, client_from_args, print_result
+from ._exits import EXIT_FAILURES, EXIT_OK, UsageError
+from ._output import client_from_args, print_result
 
 __all__ = ["reconcile", "run_schedule_command"]
 
