@@ -81,10 +81,13 @@ except ImportError as exc:
 else:
     _missing_redis = None
 
+from convoso_async._checks import check_count, check_number
 from convoso_async._defaults import (
     AUTO_RATE_CEILING,
     AUTO_RATE_FLOOR,
     AUTO_RATE_START,
+    MAX_PERIOD,
+    MAX_RATE,
 )
 from convoso_async._defaults import REDIS_ADAPTIVE_STATE_TTL as ADAPTIVE_STATE_TTL
 from convoso_async._defaults import REDIS_KEY as DEFAULT_KEY
@@ -354,58 +357,50 @@ class RedisRateLimiter:
                 "RedisRateLimiter needs the 'redis' extra: pip install 'convoso-async[redis]' "
                 f"({_missing_redis})"
             )
-        if rate == "auto":
-            adaptive, rate = True, AUTO_RATE_START
-        if not isinstance(adaptive, bool):
-            raise TypeError(f"adaptive must be True or False, not {type(adaptive).__name__}")
-        _check_positive("rate", rate, "a number of requests")
-        if adaptive:
-            if burst != 1:
-                raise ValueError("an adaptive limiter never bursts: leave burst at 1")
-            rate, floor, ceiling = check_rate_bounds(
-                rate,
-                min(AUTO_RATE_FLOOR, rate) if floor is None else floor,
-                max(AUTO_RATE_CEILING, rate) if ceiling is None else ceiling,
-            )
-        elif floor is not None or ceiling is not None:
-            raise ValueError("floor and ceiling apply to an adaptive limiter: pass adaptive=True")
-        _check_positive("period", period, "a number of seconds")
-        _check_positive("timeout", timeout, "a number of seconds")
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise ValueError(f"burst must be a whole number of requests >= 1, not {burst!r}")
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"key must be a non-empty string, not {key!r}")
-        if fallback is not None and not isinstance(fallback, RateLimiter):
-            raise TypeError(
-                "fallback must be a rate limiter with an async acquire() method, "
-                f"not {type(fallback).__name__}"
-            )
-        if not math.isfinite(retry_interval) or retry_interval < 0:
-            raise ValueError(
-                f"retry_interval must be a finite number of seconds >= 0, not {retry_interval!r}"
-            )
-        if isinstance(slack, bool) or not isinstance(slack, (int, float)) or not 0 <= slack < 1:
-            raise ValueError(f"slack must be a fraction of the period in [0, 1), not {slack!r}")
-        self.key = key
-        self.adaptive = adaptive
-        self.start = float(rate)
-        self.floor = float(floor) if floor is not None else None
-        self.ceiling = float(ceiling) if ceiling is not None else None
-        self.period = float(period)
-        self.burst = burst
-        self.timeout = float(timeout)
-        self.fallback = fallback
-        self.retry_interval = float(retry_interval)
-        self.slack = float(slack)
+        settings = _Settings.checked(
+            rate=rate,
+            adaptive=adaptive,
+            floor=floor,
+            ceiling=ceiling,
+            period=period,
+            burst=burst,
+            timeout=timeout,
+            retry_interval=retry_interval,
+            slack=slack,
+            key=key,
+            fallback=fallback,
+        )
+        self.key = settings.key
+        self.adaptive = settings.adaptive
+        self.start = settings.rate
+        self.floor = settings.floor
+        self.ceiling = settings.ceiling
+        self.period = settings.period
+        self.burst = settings.burst
+        self.timeout = settings.timeout
+        self.fallback = settings.fallback
+        self.retry_interval = settings.retry_interval
+        self.slack = settings.slack
 
         interval_us = max(1, math.ceil(self.period * (1 + self.slack) / self.start * 1e6))
-        self._fixed_args = (interval_us, burst - 1)
+        self._fixed_args = (interval_us, self.burst - 1)
         # The shared rate and target as last seen: the seed if Redis lost them.
         self._seen = (self.start, 0.0)
         self._logged = self.start
         # Growth earned by answers since the last acquire, in µs, sent with the next.
         self._credit_us = 0.0
+        self._attach(redis)
+        self._binding: _LoopBinding | None = None
+        # Outage bookkeeping, shared by every task of the process.
+        self._failures = 0
+        self._last_error = ""
+        self._down = False
+        self._retry_at = -math.inf
+        # Whether this outage's first 429 that could not be shared was logged.
+        self._unshared_logged = False
 
+    def _attach(self, redis: object) -> None:
+        """Where the limiter talks: a URL (its own client) or the caller's asyncio client."""
         self._url: str | None
         self._client: AsyncRedis
         if isinstance(redis, str):
@@ -421,26 +416,18 @@ class RedisRateLimiter:
         else:
             sync = isinstance(redis, (_SyncRedis, _SyncRedisCluster))
             hint = " (the synchronous client)" if sync else ""
-            raise TypeError(
+            raise ConfigurationError(
                 "redis must be a Redis URL, a redis.asyncio.Redis client or a "
                 "redis.asyncio.cluster.RedisCluster client, "
                 f"not {type(redis).__module__}.{type(redis).__name__}{hint}"
             )
         self._cluster = isinstance(self._client, RedisCluster)
-        self._keys = limiter_keys(key, cluster=self._cluster)
+        self._keys = limiter_keys(self.key, cluster=self._cluster)
         if self._url is None:
             # The caller's retry policy may back off for longer than `timeout` (redis-py's
             # default does), which hides a wrong password behind "did not answer", and may
             # not follow a failover: the limiter's own policy replaces it.
             self._client.set_retry(bounded_retry())
-        self._binding: _LoopBinding | None = None
-        # Outage bookkeeping, shared by every task of the process.
-        self._failures = 0
-        self._last_error = ""
-        self._down = False
-        self._retry_at = -math.inf
-        # Whether this outage's first 429 that could not be shared was logged.
-        self._unshared_logged = False
 
     def __repr__(self) -> str:
         text = f"RedisRateLimiter({self._server!r}, key={self.key!r}, rate={self.rate:.4g}"
@@ -724,8 +711,80 @@ def _running_library() -> str:
         return "a non-asyncio event loop (or none)"
 
 
-def _check_positive(name: str, value: float, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be {what}, not {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, not {value!r}")
+@dataclass(frozen=True)
+class _Settings:
+    """A `RedisRateLimiter`'s options, each checked as the client checks its own."""
+
+    rate: float
+    adaptive: bool
+    floor: float | None
+    ceiling: float | None
+    period: float
+    burst: int
+    timeout: float
+    retry_interval: float
+    slack: float
+    key: str
+    fallback: RateLimiter | None
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        rate: object,
+        adaptive: object,
+        floor: object,
+        ceiling: object,
+        period: object,
+        burst: object,
+        timeout: object,
+        retry_interval: object,
+        slack: object,
+        key: object,
+        fallback: object,
+    ) -> _Settings:
+        if rate == "auto":
+            adaptive, rate = True, AUTO_RATE_START
+        if not isinstance(adaptive, bool):
+            raise ConfigurationError(
+                f"adaptive must be True or False, not {type(adaptive).__name__}"
+            )
+        start = check_number("rate", rate, maximum=MAX_RATE, unit="requests")
+        low = high = None
+        if adaptive:
+            if burst != 1:
+                raise ConfigurationError("an adaptive limiter never bursts: leave burst at 1")
+            start, low, high = check_rate_bounds(
+                start,
+                min(AUTO_RATE_FLOOR, start) if floor is None else floor,
+                max(AUTO_RATE_CEILING, start) if ceiling is None else ceiling,
+            )
+        elif floor is not None or ceiling is not None:
+            raise ConfigurationError(
+                "floor and ceiling apply to an adaptive limiter: pass adaptive=True"
+            )
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"key must be a non-empty string, not {key!r}")
+        if fallback is not None and not isinstance(fallback, RateLimiter):
+            raise ConfigurationError(
+                "fallback must be a rate limiter with an async acquire() method, "
+                f"not {type(fallback).__name__}"
+            )
+        fraction = check_number("slack", slack, above=False, unit="fractions of the period")
+        if fraction >= 1:
+            raise ConfigurationError(
+                f"slack must be a fraction of the period below 1, not {slack!r}"
+            )
+        return cls(
+            rate=start,
+            adaptive=adaptive,
+            floor=low,
+            ceiling=high,
+            period=check_number("period", period, maximum=MAX_PERIOD),
+            burst=check_count("burst", burst, minimum=1),
+            timeout=check_number("timeout", timeout),
+            retry_interval=check_number("retry_interval", retry_interval, above=False),
+            slack=fraction,
+            key=key,
+            fallback=fallback,
+        )

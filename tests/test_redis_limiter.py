@@ -508,22 +508,27 @@ async def test_aclose_leaves_a_callers_client_open(redis_server: RedisServer) ->
 def test_sync_client_is_rejected_with_a_hint() -> None:
     import redis
 
-    with pytest.raises(TypeError, match="synchronous"):
+    with pytest.raises(ConfigurationError, match="synchronous"):
         RedisRateLimiter(redis.Redis(), rate=10)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
     ("make", "error"),
     [
-        (lambda: RedisRateLimiter("redis://h", rate=0), ValueError),
-        (lambda: RedisRateLimiter("redis://h", rate=True), TypeError),
-        (lambda: RedisRateLimiter("redis://h", rate=10, period=float("inf")), ValueError),
-        (lambda: RedisRateLimiter("redis://h", rate=10, burst=0), ValueError),
-        (lambda: RedisRateLimiter("redis://h", rate=10, burst=1.5), ValueError),  # type: ignore[arg-type]
-        (lambda: RedisRateLimiter("redis://h", rate=10, timeout=0), ValueError),
-        (lambda: RedisRateLimiter("redis://h", rate=10, key=""), ValueError),
-        (lambda: RedisRateLimiter("redis://h", rate=10, slack=1.0), ValueError),
-        (lambda: RedisRateLimiter("redis://h", rate=10, fallback=10), TypeError),  # type: ignore[arg-type]
+        (lambda: RedisRateLimiter("redis://h", rate=0), ConfigurationError),
+        (lambda: RedisRateLimiter("redis://h", rate=True), ConfigurationError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, period=float("inf")), ConfigurationError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, burst=0), ConfigurationError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, burst=1.5), ConfigurationError),  # type: ignore[arg-type]
+        (lambda: RedisRateLimiter("redis://h", rate=10, timeout=0), ConfigurationError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, key=""), ConfigurationError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, slack=1.0), ConfigurationError),
+        (lambda: RedisRateLimiter("redis://h", rate=10, fallback=10), ConfigurationError),  # type: ignore[arg-type]
+        (lambda: RedisRateLimiter("redis://h", rate=10**400), ConfigurationError),
+        (
+            lambda: RedisRateLimiter("redis://h", rate=10, retry_interval=10**400),
+            ConfigurationError,
+        ),
         (lambda: RedisRateLimiter("http://:s3cret@h", rate=10), ConfigurationError),
     ],
 )
