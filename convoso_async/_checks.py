@@ -21,8 +21,10 @@ from ._errors import ConfigurationError
 
 __all__ = [
     "check_base_url",
+    "check_callback",
     "check_concurrency",
     "check_count",
+    "check_flag",
     "check_number",
     "check_retries",
     "check_token",
@@ -138,3 +140,16 @@ def check_base_url(url: object) -> str:
     if parsed.query or parsed.fragment:
         raise ConfigurationError("base_url must not carry a query or fragment")
     return url.rstrip("/")
+
+
+def check_flag(name: str, value: object) -> bool:
+    """A real ``bool`` (``"false"`` or ``0`` would read the wrong way round)."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def check_callback(name: str, value: object) -> None:
+    """None, or something to call (checked before the work starts, not when it is called)."""
+    if value is not None and not callable(value):
+        raise ConfigurationError(f"{name} must be a function (or None), not {type(value).__name__}")

@@ -35,6 +35,10 @@ MAX_CONCURRENCY_LIMIT = 1000
 #: 100 retries already wait up to ~13 minutes, and the retry budget allows 50 in a burst.
 MAX_RETRIES_LIMIT = 100
 
+#: The most a count of requests may be (a breaker's failure threshold, a limiter's burst):
+#: a million requests in a row is more than any account is allowed in a day.
+MAX_REQUEST_COUNT = 1_000_000
+
 #: The largest ``max_response_bytes`` (1 TiB): past it the cap means nothing.
 MAX_RESPONSE_BYTES_LIMIT = 2**40
 

@@ -88,6 +88,7 @@ from convoso_async._defaults import (
     AUTO_RATE_START,
     MAX_PERIOD,
     MAX_RATE,
+    MAX_REQUEST_COUNT,
 )
 from convoso_async._defaults import REDIS_ADAPTIVE_STATE_TTL as ADAPTIVE_STATE_TTL
 from convoso_async._defaults import REDIS_KEY as DEFAULT_KEY
@@ -781,7 +782,7 @@ class _Settings:
             floor=low,
             ceiling=high,
             period=check_number("period", period, maximum=MAX_PERIOD),
-            burst=check_count("burst", burst, minimum=1),
+            burst=check_count("burst", burst, minimum=1, maximum=MAX_REQUEST_COUNT),
             timeout=check_number("timeout", timeout),
             retry_interval=check_number("retry_interval", retry_interval, above=False),
             slack=fraction,

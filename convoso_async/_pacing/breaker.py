@@ -37,6 +37,7 @@ from convoso_async._checks import check_count, check_number
 from convoso_async._defaults import (
     BREAKER_COOLDOWN,
     BREAKER_FAILURE_THRESHOLD,
+    MAX_REQUEST_COUNT,
     RETRY_BUDGET_REFILL,
     RETRY_BUDGET_TOKENS,
 )
@@ -124,7 +125,9 @@ class CircuitBreaker:
         failure_threshold: int = BREAKER_FAILURE_THRESHOLD,
         cooldown: float = BREAKER_COOLDOWN,
     ) -> None:
-        self.failure_threshold = check_count("failure_threshold", failure_threshold, minimum=1)
+        self.failure_threshold = check_count(
+            "failure_threshold", failure_threshold, minimum=1, maximum=MAX_REQUEST_COUNT
+        )
         self.cooldown = check_number("cooldown", cooldown, above=False)
         self._failures = 0
         self._opened_at: float | None = None

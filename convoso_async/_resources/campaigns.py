@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from convoso_async._bulk import changes
 from convoso_async._bulk.changes import BatchProgress, BatchResult, StatusOutcome
-from convoso_async._checks import check_concurrency, check_number
+from convoso_async._checks import check_callback, check_concurrency, check_flag, check_number
 from convoso_async._errors import ResponseDecodeError
 from convoso_async._http.pipeline import AttemptCounter
 from convoso_async._models import Campaign, structure
@@ -187,6 +187,10 @@ class Campaigns:
                 raise ValueError(f"campaign {key!r} is given both states")
         limit = self._concurrency(max_concurrency)
         _check_deadline(deadline)
+        check_flag("skip_unchanged", skip_unchanged)
+        check_flag("dry_run", dry_run)
+        check_callback("on_progress", on_progress)
+        check_callback("on_interrupt", on_interrupt)
         return await changes.apply(
             checked,
             send=self._send,
