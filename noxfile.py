@@ -146,6 +146,7 @@ def bench(session: nox.Session) -> None:
         session.run("python", f"benchmarks/{script}.py", *session.posargs)
     session.run("python", "benchmarks/redis_limiter.py")
     session.run("python", "benchmarks/adaptive_rate.py")
+    session.run("python", "benchmarks/startup.py")
 
 
 @nox.session(python=PYTHON)
