@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import math
-import random
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, TypeVar
@@ -142,6 +141,14 @@ class RetryPolicy:
     max_retries: int
     initial_backoff: float = RETRY_INITIAL_BACKOFF
     max_backoff: float = RETRY_MAX_BACKOFF
+    # tenacity's full-jitter exponential backoff: uniform in [0, min(max, initial * 2**(n-1))].
+    _backoff: tenacity.wait_random_exponential = attrs.field(init=False, repr=False, eq=False)
+
+    @_backoff.default
+    def _make_backoff(self) -> tenacity.wait_random_exponential:
+        return tenacity.wait_random_exponential(
+            multiplier=self.initial_backoff, max=self.max_backoff
+        )
 
     def delay(self, error: BaseException, retry_number: int) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based) after ``error``.
@@ -155,8 +162,9 @@ class RetryPolicy:
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
             return float(retry_after)
-        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (retry_number - 1))
-        return random.uniform(0.0, ceiling)
+        state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+        state.attempt_number = retry_number
+        return float(self._backoff(state))
 
     def next_wait(
         self, error: BaseException, retry_number: int, guard: Guard | None = None
@@ -184,63 +192,29 @@ class RetryPolicy:
     ) -> T:
         """Run ``attempt(n)`` (n = 1, 2, ...) until it succeeds or `next_wait` says stop.
 
-        tenacity runs the loop; its three hooks (retry?, how long?, before the
-        wait) read one `next_wait` decision per failure, so a retry budget is
-        charged once. ``on_retry(error, retry_number, delay)`` is called before
-        each wait. With a ``guard`` (the client's retry budget and circuit
-        breaker), an open breaker refuses the first attempt with
-        `CircuitOpenError` (nothing sent).
+        ``on_retry(error, retry_number, delay)`` is called before each wait.
+        With a ``guard`` (the client's retry budget and circuit breaker), an
+        open breaker refuses the first attempt with `CircuitOpenError`
+        (nothing sent).
+
+        The loop is this one, not tenacity's ``AsyncRetrying``: that costs
+        about 17 µs per call, success or not (measured), over 10% of a request's
+        CPU with the aiohttp opt-in; tenacity computes the backoff (`delay`).
         """
         if guard is not None:
             attempt = _guarded(attempt, guard)
-        decision = _Decision(self, guard, on_retry)
-        retrying = tenacity.AsyncRetrying(
-            retry=decision.retry,
-            wait=decision.wait,
-            stop=tenacity.stop_never,  # next_wait knows when to stop
-            sleep=anyio.sleep,
-            before_sleep=decision.before_sleep,
-            reraise=True,
-        )
-        async for tenacity_attempt in retrying:
-            with tenacity_attempt:
-                return await attempt(tenacity_attempt.retry_state.attempt_number)
-        raise AssertionError("unreachable: tenacity either returns or re-raises")
-
-
-class _Decision:
-    """tenacity's hooks for one call, around one `RetryPolicy.next_wait` per failure."""
-
-    __slots__ = ("_guard", "_on_retry", "_policy", "_wait")
-
-    def __init__(
-        self,
-        policy: RetryPolicy,
-        guard: Guard | None,
-        on_retry: Callable[[BaseException, int, float], None] | None,
-    ) -> None:
-        self._policy = policy
-        self._guard = guard
-        self._on_retry = on_retry
-        self._wait = 0.0
-
-    def retry(self, state: tenacity.RetryCallState) -> bool:
-        failed = state.outcome.exception() if state.outcome is not None else None
-        if not isinstance(failed, ConvosoError):
-            return False  # a success, or a bug: never retried
-        wait = self._policy.next_wait(failed, state.attempt_number, self._guard)
-        if wait is None:
-            return False
-        self._wait = wait
-        return True
-
-    def wait(self, state: tenacity.RetryCallState) -> float:
-        return self._wait
-
-    def before_sleep(self, state: tenacity.RetryCallState) -> None:
-        failed = state.outcome.exception() if state.outcome is not None else None
-        if self._on_retry is not None and failed is not None:
-            self._on_retry(failed, state.attempt_number, self._wait)
+        number = 1
+        while True:
+            try:
+                return await attempt(number)
+            except ConvosoError as error:
+                wait = self.next_wait(error, number, guard)
+                if wait is None:
+                    raise
+                if on_retry is not None:
+                    on_retry(error, number, wait)
+            await anyio.sleep(wait)
+            number += 1
 
 
 def _guarded(attempt: Callable[[int], Awaitable[T]], guard: Guard) -> Callable[[int], Awaitable[T]]:
