@@ -219,6 +219,21 @@ async def test_the_aiohttp_opt_in_sends_on_asyncio_and_steps_aside_to_httpx2_on_
     await client.aclose()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_aiohttp_opt_in_steps_aside_to_httpx2_when_a_proxy_variable_is_set(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpx2 decides what a proxy variable means (NO_PROXY included); aiohttp never reads one.
+    pytest.importorskip("aiohttp")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    client = AsyncConvoso("t", base_url=BASE, transport="aiohttp")
+    sender = client._pool.sender()
+    assert isinstance(sender, HttpxSender)
+    assert sender.family.name == "httpx2"
+    await client.aclose()
+
+
 BAD_ACTIVE = ["false", "true", 0, 1, None, 1.0, "Y"]
 BAD_IDS = [None, True, False, "", "   ", 1.5, b"111", ["111"], {"id": "1"}]
 
