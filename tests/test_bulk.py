@@ -23,7 +23,8 @@ from urllib.parse import parse_qs
 import anyio
 import httpx
 import pytest
-from conftest import BASE_URL, TOKEN, CountingLimiter
+from limiters import CountingLimiter
+from mocked_api import BASE_URL, TOKEN
 
 from convoso_async import (
     APITimeoutError,
