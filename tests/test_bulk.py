@@ -366,8 +366,17 @@ async def client_for(server: ScriptedServer, **options: Any) -> AsyncIterator[As
 
 
 def accounted_once(result: BatchResult, expected: Iterable[str]) -> bool:
-    """Every expected id is in exactly one of succeeded / failed / skipped, and nothing else is."""
-    places = [*result.succeeded, *result.failed, *result.skipped]
+    """Every expected id is in exactly one bucket, and nothing else is in any.
+
+    The buckets: succeeded / failed / skipped / not_sent / unknown.
+    """
+    places = [
+        *result.succeeded,
+        *result.failed,
+        *result.skipped,
+        *result.not_sent,
+        *result.unknown,
+    ]
     return sorted(places) == sorted(set(expected))
 
 
