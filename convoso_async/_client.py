@@ -60,9 +60,9 @@ NOT_GIVEN = NotGiven()
 class AsyncConvoso:
     """An async client for the Convoso API.
 
-        >>> async with AsyncConvoso() as convoso:          # token from CONVOSO_AUTH_TOKEN
-        ...     campaigns = await convoso.campaigns.search()
-        ...     result = await convoso.campaigns.set_status_many(["111", "222"], False)
+        async with AsyncConvoso() as convoso:          # token from CONVOSO_AUTH_TOKEN
+            campaigns = await convoso.campaigns.search()
+            result = await convoso.campaigns.set_status_many(["111", "222"], False)
 
     Args:
         auth_token: the API token; defaults to the ``CONVOSO_AUTH_TOKEN`` variable.
