@@ -8,17 +8,18 @@ the tables show medians over rounds and ratios from this one run.
 
 Contenders:
 
-- ``default``: ``AsyncConvoso.set_status_many`` with the client's own transport
-  (``convoso_async._http.aiohttp_transport``: aiohttp's pool, sized ``max_concurrency``,
-  sending the exact headers httpx would and decoding with httpx's decoders,
-  without the ``httpx.AsyncClient`` layer; see ``convoso_async/_http/pool.py``);
+- ``default``: ``AsyncConvoso.set_status_many`` with the client's own pool: a stock
+  ``httpx2.AsyncClient`` sized ``max_concurrency`` (see ``convoso_async/_http/pool.py``;
+  the ``transport="aiohttp"`` opt-in, ``convoso_async/_http/aiohttp_sender.py``, is not
+  one of the contenders);
 - ``stock``: the same with ``http_client=httpx.AsyncClient(limits=...)``, httpx's
   own transport;
 - ``aiohttp``: raw ``aiohttp.ClientSession`` with an ``asyncio.Semaphore``;
 - ``httpx``: raw stock ``httpx.AsyncClient`` with an ``asyncio.Semaphore``;
 - ``httpx-aiohttp``: raw ``httpx.AsyncClient`` on ``httpx_aiohttp.AiohttpTransport``
   with a semaphore: the published aiohttp bridge for httpx, which the client
-  evaluated as its default and replaced (see ``convoso_async/aiohttp_transport.py``);
+  evaluated and replaced with its own aiohttp sender (see
+  ``convoso_async/_http/aiohttp_sender.py``);
 - ``requests``: the API reference's loop, a bare ``requests.post`` per campaign
   (a new connection each time, as the reference does);
 - ``session``: the same loop on one ``requests.Session`` (keep-alive).

@@ -1,7 +1,8 @@
 """`AsyncConvoso`: configuration, the connection pool, and the resources.
 
-The client checks its options once, owns (or borrows) one `httpx.AsyncClient`,
-and hands every request to the pipeline. Copies made with `with_options`
+The client checks its options once, makes one connection pool (`._http.pool`:
+HTTP clients of its own per event loop, or the caller's ``http_client``), and
+hands every request to the pipeline. Copies made with `with_options`
 share the pool, the rate limiter and the 429 pause.
 """
 
