@@ -1,7 +1,8 @@
 """`AsyncConvoso`: configuration, the connection pool, and the resources.
 
-The client checks its options once, owns (or borrows) one `httpx.AsyncClient`,
-and hands every request to the pipeline. Copies made with `with_options`
+The client checks its options once, makes one connection pool (`._http.pool`:
+HTTP clients of its own per event loop, or the caller's ``http_client``), and
+hands every request to the pipeline. Copies made with `with_options`
 share the pool, the rate limiter and the 429 pause.
 """
 
@@ -60,9 +61,9 @@ NOT_GIVEN = NotGiven()
 class AsyncConvoso:
     """An async client for the Convoso API.
 
-        >>> async with AsyncConvoso() as convoso:          # token from CONVOSO_AUTH_TOKEN
-        ...     campaigns = await convoso.campaigns.search()
-        ...     result = await convoso.campaigns.set_status_many(["111", "222"], False)
+        async with AsyncConvoso() as convoso:          # token from CONVOSO_AUTH_TOKEN
+            campaigns = await convoso.campaigns.search()
+            result = await convoso.campaigns.set_status_many(["111", "222"], False)
 
     Args:
         auth_token: the API token; defaults to the ``CONVOSO_AUTH_TOKEN`` variable.

@@ -23,7 +23,8 @@ from urllib.parse import parse_qs
 import anyio
 import httpx
 import pytest
-from conftest import BASE_URL, TOKEN, CountingLimiter
+from limiters import CountingLimiter
+from mocked_api import BASE_URL, TOKEN
 
 from convoso_async import (
     APITimeoutError,
@@ -275,13 +276,16 @@ def form(request: httpx.Request) -> dict[str, str]:
     return {key: values[-1] for key, values in parse_qs(request.content.decode()).items()}
 
 
-class FakeConvoso:
+class ScriptedServer:
     """``/campaigns/search`` and ``/campaigns/status`` with scripted per-id behaviour.
 
     ``campaigns`` holds the account's campaigns (id -> active). Status requests for ``unknown``
     ids get Convoso's "not found" answer; ``flaky`` ids get one 503 first; ``timing_out`` ids
     always time out. Every request is recorded as (path, form), and ``in_flight`` counts the
     requests being answered right now.
+
+    Not `convoso_async.testing.FakeConvoso`: this one scripts behaviour per campaign id and
+    answers in the requesting task, so the tests see what is in flight at each moment.
     """
 
     def __init__(
@@ -352,7 +356,7 @@ class FakeConvoso:
 
 
 @contextlib.asynccontextmanager
-async def client_for(server: FakeConvoso, **options: Any) -> AsyncIterator[AsyncConvoso]:
+async def client_for(server: ScriptedServer, **options: Any) -> AsyncIterator[AsyncConvoso]:
     """A client whose every request goes to ``server`` (stock httpx client, MockTransport)."""
     async with (
         httpx.AsyncClient(transport=server.transport()) as http,
@@ -362,8 +366,17 @@ async def client_for(server: FakeConvoso, **options: Any) -> AsyncIterator[Async
 
 
 def accounted_once(result: BatchResult, expected: Iterable[str]) -> bool:
-    """Every expected id is in exactly one of succeeded / failed / skipped, and nothing else is."""
-    places = [*result.succeeded, *result.failed, *result.skipped]
+    """Every expected id is in exactly one bucket, and nothing else is in any.
+
+    The buckets: succeeded / failed / skipped / not_sent / unknown.
+    """
+    places = [
+        *result.succeeded,
+        *result.failed,
+        *result.skipped,
+        *result.not_sent,
+        *result.unknown,
+    ]
     return sorted(places) == sorted(set(expected))
 
 
@@ -378,8 +391,8 @@ class MixedBatch:
     max_retries: ClassVar[int] = 3
 
     @classmethod
-    def server(cls, **options: Any) -> FakeConvoso:
-        return FakeConvoso(
+    def server(cls, **options: Any) -> ScriptedServer:
+        return ScriptedServer(
             dict.fromkeys(cls.ids, False),
             unknown=cls.unknown,
             flaky=cls.flaky,
@@ -435,7 +448,7 @@ async def test_every_id_ends_in_exactly_one_place_with_typed_failures_and_right_
 
 @pytest.mark.anyio
 async def test_set_status_many_keeps_requests_in_flight_at_max_concurrency() -> None:
-    server = FakeConvoso(dict.fromkeys(map(str, range(30)), False), latency=0.01)
+    server = ScriptedServer(dict.fromkeys(map(str, range(30)), False), latency=0.01)
     async with client_for(server, max_concurrency=3) as convoso:
         await convoso.campaigns.set_status_many(list(server.campaigns), True)
         assert server.peak_in_flight == 3
@@ -446,7 +459,7 @@ async def test_set_status_many_keeps_requests_in_flight_at_max_concurrency() -> 
 
 @pytest.mark.anyio
 async def test_skip_unchanged_searches_once_and_sends_only_what_changes() -> None:
-    server = FakeConvoso({"111": True, "222": False, "333": True, "444": False})
+    server = ScriptedServer({"111": True, "222": False, "333": True, "444": False})
     async with client_for(server) as convoso:
         result = await convoso.campaigns.set_status_many(
             ["111", "222", "333", "999", 222], True, skip_unchanged=True
@@ -467,7 +480,7 @@ async def test_skip_unchanged_searches_once_and_sends_only_what_changes() -> Non
 async def test_dry_run_sends_no_status_request_and_says_what_would_be_sent(
     skip_unchanged: bool,
 ) -> None:
-    server = FakeConvoso({"111": True, "222": False, "333": True})
+    server = ScriptedServer({"111": True, "222": False, "333": True})
     async with client_for(server) as convoso:
         result = await convoso.campaigns.set_status_many(
             ["111", "222", "999"], False, dry_run=True, skip_unchanged=skip_unchanged
@@ -520,7 +533,7 @@ async def test_on_progress_counts_up_to_the_total(skip_unchanged: bool) -> None:
 
 @pytest.mark.anyio
 async def test_on_progress_reaches_the_total_even_when_nothing_is_sent() -> None:
-    server = FakeConvoso({"1": True, "2": True})
+    server = ScriptedServer({"1": True, "2": True})
     seen: list[BatchProgress] = []
     async with client_for(server) as convoso:
         result = await convoso.campaigns.set_status_many(
@@ -535,7 +548,7 @@ async def test_on_progress_reaches_the_total_even_when_nothing_is_sent() -> None
 @pytest.mark.anyio
 @pytest.mark.usefixtures("instant_retries")
 async def test_raise_for_failures_raises_one_batch_error_with_every_failure() -> None:
-    server = FakeConvoso(
+    server = ScriptedServer(
         dict.fromkeys(["1", "2", "3", "4", "5"], False), unknown=["2", "4"], timing_out=["5"]
     )
     async with client_for(server, max_retries=1) as convoso:
@@ -569,7 +582,7 @@ async def test_batch_error_carries_every_failure_even_when_its_message_is_cut_sh
 
 @pytest.mark.anyio
 async def test_raise_for_failures_is_silent_when_all_succeeded() -> None:
-    server = FakeConvoso(dict.fromkeys(["1", "2"], False))
+    server = ScriptedServer(dict.fromkeys(["1", "2"], False))
     async with client_for(server) as convoso:
         result = await convoso.campaigns.set_status_many(["1", "2"], True)
     assert result.ok
@@ -581,7 +594,7 @@ async def test_raise_for_failures_is_silent_when_all_succeeded() -> None:
 
 @pytest.mark.anyio
 async def test_apply_statuses_sends_each_campaign_its_own_state() -> None:
-    server = FakeConvoso({"1": False, "2": True, "3": False, "4": True})
+    server = ScriptedServer({"1": False, "2": True, "3": False, "4": True})
     targets: dict[str | int, bool] = {"1": True, "2": False, 3: True, "4": True}
     async with client_for(server) as convoso:
         result = await convoso.campaigns.apply_statuses(targets)
@@ -596,7 +609,7 @@ async def test_apply_statuses_sends_each_campaign_its_own_state() -> None:
 
 @pytest.mark.anyio
 async def test_the_same_id_as_str_and_int_is_one_campaign() -> None:
-    server = FakeConvoso({"7": False})
+    server = ScriptedServer({"7": False})
     async with client_for(server) as convoso:
         same: dict[str | int, bool] = {"7": True, 7: True}
         result = await convoso.campaigns.apply_statuses(same)
@@ -609,7 +622,7 @@ async def test_the_same_id_as_str_and_int_is_one_campaign() -> None:
 async def test_conflicting_states_for_one_id_are_refused_before_any_request(
     skip_unchanged: bool,
 ) -> None:
-    server = FakeConvoso({"1": False, "2": False})
+    server = ScriptedServer({"1": False, "2": False})
     conflicting: dict[str | int, bool] = {"2": True, "1": True, 1: False}
     async with client_for(server) as convoso:
         with pytest.raises(ValueError, match="'1'"):
@@ -636,7 +649,7 @@ BAD_TARGETS: list[tuple[dict[Any, Any], type[Exception]]] = [
 async def test_one_bad_target_anywhere_refuses_the_whole_batch_before_any_request(
     targets: dict[Any, Any], error: type[Exception], skip_unchanged: bool
 ) -> None:
-    server = FakeConvoso({"1": False, "2": False})
+    server = ScriptedServer({"1": False, "2": False})
     async with client_for(server) as convoso:
         with pytest.raises(error):
             await convoso.campaigns.apply_statuses(targets, skip_unchanged=skip_unchanged)
@@ -661,7 +674,7 @@ async def test_one_bad_target_anywhere_refuses_the_whole_batch_before_any_reques
 async def test_set_status_many_refuses_bad_input_before_any_request(
     campaign_ids: Any, active: Any, error: type[Exception]
 ) -> None:
-    server = FakeConvoso({"1": False, "2": False})
+    server = ScriptedServer({"1": False, "2": False})
     async with client_for(server) as convoso:
         with pytest.raises(error):
             await convoso.campaigns.set_status_many(campaign_ids, active)
@@ -674,7 +687,7 @@ async def test_set_status_many_refuses_bad_input_before_any_request(
 @pytest.mark.anyio
 @pytest.mark.parametrize("limit", [0, -2, True, 1001, 10**400, 2.0])
 async def test_a_bad_max_concurrency_is_refused_before_any_request(limit: Any) -> None:
-    server = FakeConvoso({"1": False})
+    server = ScriptedServer({"1": False})
     async with client_for(server) as convoso:
         with pytest.raises(ConfigurationError, match="max_concurrency"):
             await convoso.campaigns.set_status_many(["1"], True, max_concurrency=limit)
@@ -711,7 +724,7 @@ async def test_iter_set_status_yields_one_outcome_per_unique_id_with_its_attempt
 
 @pytest.mark.anyio
 async def test_cancelling_the_caller_of_iter_set_status_stops_requests_at_once() -> None:
-    server = FakeConvoso(latency=0.05)
+    server = ScriptedServer(latency=0.05)
     received: list[str] = []
     async with client_for(server, max_concurrency=4) as convoso:
         # Cancelled after six outcomes, not after a time: a late-running loop can't make it
@@ -734,7 +747,7 @@ async def _stop_iter_set_status_early() -> None:
 
     Run in a child process by the test below: while the bug is there, it corrupts the event loop.
     """
-    server = FakeConvoso(latency=0.05)
+    server = ScriptedServer(latency=0.05)
     async with client_for(server, max_concurrency=4) as convoso:
         with anyio.fail_after(5):
             outcomes = convoso.campaigns.iter_set_status(map(str, range(40)), True)
@@ -811,7 +824,7 @@ async def test_audit_log_covers_skipped_and_locally_failed_campaigns(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="convoso_async.audit")
-    server = FakeConvoso({"1": False, "2": True})
+    server = ScriptedServer({"1": False, "2": True})
     async with client_for(server) as convoso:
         await convoso.campaigns.set_status_many(["1", "2", "3"], False, skip_unchanged=True)
 

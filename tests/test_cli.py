@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import cli_command, cli_env, serving_cli
+from cli_runner import cli_command, cli_env, serving_cli
 
 from convoso_async.cli import main
 from convoso_async.testing import FakeConvoso, Fault

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_command, cli_env
+from cli_runner import cli_command, cli_env
 
 from convoso_async.cli import main
 from convoso_async.testing import FakeConvoso

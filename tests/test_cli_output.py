@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import cli_command, cli_env, serving_cli
+from cli_runner import cli_command, cli_env, serving_cli
 
 import convoso_async
 from convoso_async.cli import main

@@ -28,7 +28,7 @@ import attrs
 import httpx
 import httpx2
 import pytest
-from conftest import REFERENCE_SEARCH_ANSWER
+from reference_answers import REFERENCE_SEARCH_ANSWER
 
 from convoso_async.testing import FakeConvoso, Fault, RecordedRequest
 from convoso_async.testing.__main__ import build_arg_parser, main

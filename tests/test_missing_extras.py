@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import cli_env
+from cli_runner import cli_env
 
 from convoso_async.testing import FakeConvoso
 

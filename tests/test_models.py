@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import REFERENCE_SEARCH_ANSWER
+from reference_answers import REFERENCE_SEARCH_ANSWER
 
 from convoso_async import Campaign, CampaignStatus, LastCallDate, ResponseDecodeError
 from convoso_async._models import structure

@@ -34,8 +34,8 @@ import httpx2
 import pytest
 import trio
 import trustme
-from conftest import REFERENCE_SEARCH_ANSWER
 from parity_servers import Origin, Proxy, Seen, answer
+from reference_answers import REFERENCE_SEARCH_ANSWER
 
 import convoso_async
 from convoso_async import AsyncConvoso, ConfigurationError, ConvosoError

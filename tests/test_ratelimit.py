@@ -17,7 +17,8 @@ import anyio
 import httpx
 import pytest
 from anyio.abc import TaskStatus
-from conftest import BASE_URL, TOKEN, CountingLimiter
+from limiters import CountingLimiter
+from mocked_api import BASE_URL, TOKEN
 from trio.testing import MockClock
 
 from convoso_async import AsyncConvoso, ConfigurationError, Limiter, RateLimiter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import math
@@ -10,11 +11,13 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
+import redis
 import redis.asyncio as aioredis
 import trio
 from redis.asyncio.cluster import RedisCluster
@@ -482,18 +485,52 @@ def test_trio_gets_a_clear_error() -> None:
 
 
 def test_one_limiter_serves_successive_event_loops(redis_server: RedisServer) -> None:
-    # A script's second asyncio.run(), or a test per event loop: the
-    # connections of a closed loop must not be reused.
-    limiter = RedisRateLimiter(redis_server.url, rate=1000)
+    # A script's second asyncio.run(), or a test per event loop: a closed loop's connections
+    # can't serve the next loop, so each loop opens its own, and every loop's grant is the next
+    # slot of the one key. One request a minute with a burst of ten: the grants go at once and
+    # each moves the key's TAT (the next free slot) on by exactly one interval.
+    name = "successive-loops"
+    limiter = RedisRateLimiter(
+        f"{redis_server.url}?client_name={name}", key="k", rate=1, period=60, burst=10
+    )
+    step = math.ceil(interval(1, period=60) * 1e6)
+    admin = redis.Redis.from_url(redis_server.url)
+
+    def connections_received() -> int:
+        return int(admin.info("stats")["total_connections_received"])
+
+    def limiter_connections() -> list[int]:
+        return [int(client["id"]) for client in admin.client_list() if client["name"] == name]
 
     async def acquire_and_close() -> None:
         await limiter.acquire()
         await limiter.aclose()
 
-    asyncio.run(limiter.acquire())
-    asyncio.run(acquire_and_close())
-    asyncio.run(limiter.acquire())
-    asyncio.run(limiter.aclose())  # the previous loop, and its connections, are gone
+    slots: list[int] = []
+    opened: list[int] = []
+    try:
+        for run in (limiter.acquire, acquire_and_close, limiter.acquire, limiter.aclose):
+            before = connections_received()
+            asyncio.run(run())
+            opened.append(connections_received() - before)
+            slots.append(int(admin.get("k") or 0))
+
+        assert opened == [1, 1, 1, 0]  # a fresh connection per loop; closing opens none
+        first = slots[0]
+        assert [slot - first for slot in slots] == [0, step, 2 * step, 2 * step]
+
+        # The last aclose() ran after its loop was gone: the connections of finished loops
+        # close when they are collected (with a ResourceWarning from redis-py), and the
+        # limiter keeps none of them alive.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        deadline = time.monotonic() + 10
+        while limiter_connections() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert limiter_connections() == []
+    finally:
+        admin.close()
 
 
 @pytest.mark.asyncio
@@ -506,8 +543,6 @@ async def test_aclose_leaves_a_callers_client_open(redis_server: RedisServer) ->
 
 
 def test_sync_client_is_rejected_with_a_hint() -> None:
-    import redis
-
     with pytest.raises(ConfigurationError, match="synchronous"):
         RedisRateLimiter(redis.Redis(), rate=10)  # type: ignore[arg-type]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import cli_command, cli_env
+from cli_runner import cli_command, cli_env
 
 from convoso_async import AsyncConvoso
 from convoso_async.cli import main

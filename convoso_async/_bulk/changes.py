@@ -130,9 +130,9 @@ class BatchResult:
     In a dry run nothing is sent: ``planned`` holds the ids a real run would
     send, ``current`` the states the search found.
 
-        >>> result = await convoso.campaigns.set_status_many(ids, False)
-        >>> print(result.summary())
-        >>> result.raise_for_failures()
+        result = await convoso.campaigns.set_status_many(ids, False)
+        print(result.summary())
+        result.raise_for_failures()
     """
 
     targets: Mapping[str, bool] = attrs.field(repr=False)

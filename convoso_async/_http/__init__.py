@@ -1,1 +1,1 @@
-"""HTTP: the connection pool, the aiohttp-backed transport, and the request pipeline."""
+"""HTTP: the pool and its senders (httpx2 or httpx, and the aiohttp opt-in), and the pipeline."""

@@ -199,8 +199,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
 def describe(exc: BaseException) -> str:
     """The failure in words, with its cause: a certificate, a refusal, a name, a reset.
 
-    httpx's message is often only the class name (on trio, say); the cause in
-    the chain says what to do about it.
+    An HTTP library's message is often only the class name (an httpx family's on
+    trio, say); the cause in the chain says what to do about it.
     """
     message = str(exc) or type(exc).__name__
     for link in _chain(exc):

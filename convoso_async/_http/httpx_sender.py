@@ -73,7 +73,7 @@ def stock_client(family: Family, size: int, ssl_context: ssl.SSLContext) -> Any:
     try:
         return module.AsyncClient(limits=limits, headers=headers, verify=ssl_context)
     except ValueError:
-        # A proxy URL httpx cannot use. Not named: it may hold a password.
+        # A proxy URL the family cannot use. Not named: it may hold a password.
         raise ConfigurationError(
             f"the proxy environment (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) names a proxy "
             f"{family.name} cannot use; fix it or unset it"

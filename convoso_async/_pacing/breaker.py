@@ -55,7 +55,12 @@ def counts_as_outage(error: BaseException) -> bool:
 class RetryBudget:
     """A token bucket for retries: a retry takes a token, an answer gives back ``refill``.
 
-        >>> AsyncConvoso(retry_budget=RetryBudget(tokens=200, refill=0.2))
+        convoso = AsyncConvoso(retry_budget=RetryBudget(tokens=200, refill=0.2))
+
+    A new budget is full:
+
+        >>> RetryBudget(tokens=200, refill=0.2)
+        RetryBudget(tokens=200, refill=0.2, left=200.0)
 
     Args:
         tokens: the bucket's size, and what it holds at first: how many
@@ -108,7 +113,12 @@ class RetryBudget:
 class CircuitBreaker:
     """Stops sending while the service is down; probes it again after a cool-down.
 
-        >>> AsyncConvoso(circuit_breaker=CircuitBreaker(failure_threshold=20, cooldown=30))
+        convoso = AsyncConvoso(circuit_breaker=CircuitBreaker(failure_threshold=20, cooldown=30))
+
+    A new breaker is closed:
+
+        >>> CircuitBreaker(failure_threshold=20, cooldown=30)
+        CircuitBreaker(failure_threshold=20, cooldown=30, state='closed')
 
     Args:
         failure_threshold: failures in a row (network, timeout, 5xx; retries

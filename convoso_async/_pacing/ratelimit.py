@@ -272,11 +272,11 @@ class AdaptiveLimiter:
     INFO on the ``convoso_async`` logger.
 
         >>> limiter = AdaptiveLimiter(start=20, floor=2, ceiling=100)
-        >>> convoso = AsyncConvoso(rate_limit=limiter)
         >>> limiter.rate   # requests per second right now
         20.0
 
-    Give one limiter to several clients in a process to share what it learns;
+    A client paces on it with ``AsyncConvoso(rate_limit=limiter)``. Give one
+    limiter to several clients in a process to share what it learns;
     `~convoso_async.redis_limiter.RedisRateLimiter` shares it across processes.
     """
 

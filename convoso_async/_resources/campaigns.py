@@ -83,7 +83,9 @@ class Campaigns:
     async def search(self) -> list[Campaign]:
         """Every campaign of the account, active or not.
 
-        >>> active = [c for c in await convoso.campaigns.search() if c.is_active]
+        The active ones, for example:
+
+            active = [c for c in await convoso.campaigns.search() if c.is_active]
         """
         payload = await self._client._post(SEARCH_PATH, {})
         data = payload.get("data")
@@ -144,8 +146,8 @@ class Campaigns:
         (``outcome=unknown`` for those in flight), and ``on_interrupt``, if
         given, receives the partial `BatchResult` first.
 
-            >>> result = await convoso.campaigns.set_status_many(["111", "222"], False)
-            >>> result.succeeded, dict(result.failed)
+            result = await convoso.campaigns.set_status_many(["111", "222"], False)
+            print(result.succeeded, dict(result.failed))
         """
         wanted = check_active(active)
         ids = _check_ids(campaign_ids)
@@ -212,8 +214,8 @@ class Campaigns:
     ) -> AsyncGenerator[StatusOutcome, None]:
         """Set many campaigns to one state, yielding a `StatusOutcome` as each completes.
 
-            >>> async for outcome in convoso.campaigns.iter_set_status(ids, True):
-            ...     print(outcome.campaign_id, "ok" if outcome.ok else outcome.error)
+            async for outcome in convoso.campaigns.iter_set_status(ids, True):
+                print(outcome.campaign_id, "ok" if outcome.ok else outcome.error)
 
         Outcomes come at the consumer's pace: at most about ``max_concurrency``
         wait to be taken, and a slow consumer slows the sending. Cancelling

@@ -1,7 +1,8 @@
-"""What every ``convoso`` command shares: exit codes, the client from the options, printing.
+"""What every ``convoso`` command shares: the client from the options, and printing.
 
-The commands (`main`, `schedule`, `demo`) import from here; nothing here imports
-them, so the command-line modules form no circle.
+The commands (``_commands``, ``_schedule``, ``_demo``) import from here; nothing
+here imports them, so the command-line modules form no circle. Exit codes are
+``_exits``'s.
 
 Output follows where it goes. On a terminal: tables (rich) and a progress bar.
 Anywhere else (a pipe, a file, cron): plain lines, one record per line, never

@@ -6,8 +6,8 @@ active on some days between two wall-clock times in a time zone::
     schedule = Schedule.load("shifts.toml")
     wanted = schedule.desired_states(datetime.now(timezone.utc))  # {"111": True, ...}
 
-Two modules, the lower first: `.model` (`Window`, and what a set of windows
-wants at an instant, across daylight saving changes) and `.reader` (the TOML
+Two modules, the lower first: `._model` (`Window`, and what a set of windows
+wants at an instant, across daylight saving changes) and `._reader` (the TOML
 file format, with the line of every problem, and `Schedule` = the model plus
 ``load`` and ``from_toml``). The model never imports the reader.
 """

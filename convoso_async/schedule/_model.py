@@ -2,7 +2,7 @@
 
 A `Window` names campaigns that should be active on some days of the week,
 from a start to an end on the local wall clock of a time zone. A `Schedule` is
-a set of windows. Reading them from a TOML file is `.reader`'s job; this
+a set of windows. Reading them from a TOML file is `._reader`'s job; this
 module knows nothing of files.
 
 Meaning: a campaign named by at least one window is wanted *active* at an

@@ -13,7 +13,7 @@ should be active during it, on local wall-clock time in a time zone::
     campaigns = ["111", 222]           # ints become decimal strings
     # timezone = "Europe/Berlin"       # optional per-window override
 
-`.model` says what windows mean; this module turns text into them, and gives
+`._model` says what windows mean; this module turns text into them, and gives
 `Schedule` its ``load`` and ``from_toml``. tomllib returns values without
 positions, so `_SourceLines` finds each key's line by scanning the text.
 
@@ -110,7 +110,7 @@ class Schedule(model.Schedule):
     >>> schedule.desired_states(dt.datetime(2026, 3, 9, 15, 0, tzinfo=dt.timezone.utc))
     {'111': True}
 
-    What the windows mean is `.model.Schedule`'s; this class adds reading them.
+    What the windows mean is `._model.Schedule`'s; this class adds reading them.
     """
 
     __slots__ = ()

@@ -1,0 +1,16 @@
+"""Limiters of a test's own, for checking what the client asks of any limiter."""
+
+from __future__ import annotations
+
+import anyio.lowlevel
+
+
+class CountingLimiter:
+    """A limiter of one's own (anything with ``async acquire()`` plugs in) that counts grants."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    async def acquire(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.acquired += 1
