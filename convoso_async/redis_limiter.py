@@ -47,6 +47,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -256,6 +257,17 @@ class _LoopBinding:
     lock: asyncio.Lock
     script: AsyncScript
     throttle: AsyncScript
+    #: Closes the limiter's own connections of this loop as the loop shuts down.
+    guard: AsyncGenerator[None, None] | None = None
+
+
+async def _close_with_the_loop(client: AsyncRedis) -> AsyncGenerator[None, None]:
+    # An async generator left suspended is closed by asyncio.run (and anyio.run) as the loop
+    # shuts down, inside that loop: the one place its connections can still be closed.
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 class RedisRateLimiter:
@@ -480,7 +492,7 @@ class RedisRateLimiter:
                 (or failed) and no ``fallback`` was given.
             ConfigurationError: awaited outside asyncio (e.g. on trio).
         """
-        binding = self._bind()
+        binding = await self._bound()
         failures_seen = self._failures
         set_last_grant(None)
         async with binding.lock:
@@ -538,7 +550,7 @@ class RedisRateLimiter:
         retry_us = -1.0 if retry_after is None else max(0.0, retry_after) * 1e6
         args = self._args(retry_us, reserved, ADAPTIVE_DECREASE, ADAPTIVE_TARGET, DEEPEST_DROP)
         try:
-            binding = self._bind()
+            binding = await self._bound()
             with anyio.fail_after(self.timeout):
                 reply = await binding.throttle(keys=self._keys, args=args)
         except (RedisError, RedisClusterException, OSError, ConfigurationError) as exc:
@@ -587,11 +599,13 @@ class RedisRateLimiter:
             return
         binding = self._binding
         if binding is not None and binding.loop.is_closed():
-            # Those connections went with their event loop; none is left to close.
+            # Its loop closed those connections as it shut down (see _bound).
             self._binding = None
             self._client = self._connect()
             return
         await self._client.aclose()
+        if binding is not None and binding.guard is not None:
+            await binding.guard.aclose()
 
     async def __aenter__(self) -> RedisRateLimiter:
         return self
@@ -612,6 +626,14 @@ class RedisRateLimiter:
             raise ConfigurationError(
                 f"invalid Redis URL {self._server!r}: {self._scrub(str(exc))}"
             ) from None
+
+    async def _bound(self) -> _LoopBinding:
+        """This loop's binding; the first time in a loop, arrange for the loop to close it."""
+        binding = self._bind()
+        if binding.guard is None and self._url is not None:
+            binding.guard = _close_with_the_loop(self._client)
+            await binding.guard.asend(None)
+        return binding
 
     def _bind(self) -> _LoopBinding:
         try:
