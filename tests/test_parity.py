@@ -13,6 +13,7 @@ fails too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import json
@@ -26,7 +27,7 @@ import textwrap
 import time
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,35 +69,41 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-async def run_calls(kind: str, base_url: str, *, calls: int = 1, **options: Any) -> list[object]:
-    """Search ``calls`` times with one client; each result or error, comparable."""
+@contextlib.asynccontextmanager
+async def client_of(kind: str, base_url: str, **options: Any) -> AsyncIterator[AsyncConvoso]:
+    """A client of ``kind``: the default pool, the aiohttp opt-in, or a stock httpx2 client's."""
     http = httpx2.AsyncClient() if kind == "httpx2" else None
     transport = "aiohttp" if kind == "aiohttp" else "httpx2"
-    results: list[object] = []
     try:
         async with AsyncConvoso(
             TOKEN,
             base_url=base_url,
             http_client=http,
-            max_retries=1,
             transport=transport,  # type: ignore[arg-type]
             **options,
         ) as convoso:
-            for _ in range(calls):
-                try:
-                    found = await convoso.campaigns.search()
-                    results.append([(c.id, c.name, c.status.value) for c in found])
-                except ConvosoError as error:
-                    results.append(
-                        (
-                            type(error).__name__,
-                            getattr(error, "status_code", None),
-                            getattr(error, "retry_after", None),
-                        )
-                    )
+            yield convoso
     finally:
         if http is not None:
             await http.aclose()
+
+
+async def run_calls(kind: str, base_url: str, *, calls: int = 1, **options: Any) -> list[object]:
+    """Search ``calls`` times with one client; each result or error, comparable."""
+    results: list[object] = []
+    async with client_of(kind, base_url, max_retries=1, **options) as convoso:
+        for _ in range(calls):
+            try:
+                found = await convoso.campaigns.search()
+                results.append([(c.id, c.name, c.status.value) for c in found])
+            except ConvosoError as error:
+                results.append(
+                    (
+                        type(error).__name__,
+                        getattr(error, "status_code", None),
+                        getattr(error, "retry_after", None),
+                    )
+                )
     return results
 
 
@@ -475,21 +482,9 @@ async def test_an_untrusted_certificate_fails_verification(tls_origin: Origin) -
 
 async def failure_message(kind: str, base_url: str) -> tuple[str, str]:
     """The error type and message one search with ``kind`` of client ends in."""
-    http = httpx2.AsyncClient() if kind == "httpx2" else None
-    transport = "aiohttp" if kind == "aiohttp" else "httpx2"
-    try:
-        async with AsyncConvoso(
-            TOKEN,
-            base_url=base_url,
-            http_client=http,
-            max_retries=0,
-            transport=transport,  # type: ignore[arg-type]
-        ) as convoso:
-            with pytest.raises(ConvosoError) as caught:
-                await convoso.campaigns.search()
-    finally:
-        if http is not None:
-            await http.aclose()
+    async with client_of(kind, base_url, max_retries=0) as convoso:
+        with pytest.raises(ConvosoError) as caught:
+            await convoso.campaigns.search()
     return type(caught.value).__name__, str(caught.value)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from limiters import CountingFallback
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis_deployments import RedisClusterNodes, command, max_in_window, start_cluster
@@ -66,16 +67,6 @@ async def other_master(cluster: RedisClusterNodes, slot: int) -> int:
     return next(index for index, s in enumerate(cluster.servers) if s is not owner)
 
 
-class CountingLimiter:
-    """A fallback that grants at once and counts how often it was asked."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def acquire(self) -> None:
-        self.calls += 1
-
-
 def test_every_key_of_a_limiter_is_in_one_slot_by_construction() -> None:
     for key in ["convoso:acme", "a{b}c", "{", "a{b", "{a}{b}", "}{a}", "a:b:c"]:
         keys = limiter_keys(key, cluster=True)
@@ -98,7 +89,7 @@ async def test_a_cluster_url_and_a_cluster_client_share_one_rate_through_a_slot_
     rate, key = 20, new_key()
     slot = key_slot(f"{{{key}}}".encode())
     target = await other_master(cluster, slot)
-    fallback = CountingLimiter()
+    fallback = CountingFallback()
     client = cluster_client(cluster)
     stamps: list[float] = []
     async with (
@@ -200,7 +191,7 @@ async def test_cluster_failures_outside_redis_error_reach_the_fallback() -> None
     server = start_redis()
     port = server.port
     server.close()
-    fallback = CountingLimiter()
+    fallback = CountingFallback()
     url = f"redis+cluster://127.0.0.1:{port}"
     async with RedisRateLimiter(url, rate=10, timeout=1.0, fallback=fallback) as limiter:
         with anyio.fail_after(10):

@@ -20,6 +20,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 import trio
+from limiters import CountingFallback
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis_server import RedisServer, redis_server_fixture, start_redis  # noqa: F401
@@ -46,19 +47,6 @@ def interval(rate: float, period: float = 1.0) -> float:
 def interval_us(rate: float) -> int:
     """`interval` in the microseconds the limiter keeps at Redis."""
     return math.ceil(interval(rate) * 1e6)
-
-
-class CountingLimiter:
-    """A fallback that grants at once and counts how often it was asked."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __repr__(self) -> str:
-        return "CountingLimiter()"
-
-    async def acquire(self) -> None:
-        self.calls += 1
 
 
 async def key_exists(server: RedisServer, key: str) -> bool:
@@ -326,7 +314,7 @@ async def test_fallback_paces_during_an_outage_and_warns_once_per_outage(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="convoso_async")
-    fallback = CountingLimiter()
+    fallback = CountingFallback()
     # rate=1: each Redis grant leaves the key for a second, long enough to see.
     limiter = RedisRateLimiter(
         redis_server.url, key="k", rate=1, fallback=fallback, retry_interval=0.05
@@ -346,7 +334,7 @@ async def test_fallback_paces_during_an_outage_and_warns_once_per_outage(
                 await anyio.sleep(0.01)
         assert fallback.calls == 20
         assert len(warnings()) == 1
-        assert "CountingLimiter()" in warnings()[0]
+        assert "CountingFallback()" in warnings()[0]
 
         redis_server.start()  # empty: the key appears only if Redis is used again
         await anyio.sleep(0.1)
@@ -368,7 +356,7 @@ async def test_fallback_does_not_wait_on_frozen_redis_every_call(
     redis_server: RedisServer,
 ) -> None:
     timeout = 0.3
-    fallback = CountingLimiter()
+    fallback = CountingFallback()
     async with RedisRateLimiter(
         redis_server.url, rate=1000, timeout=timeout, fallback=fallback, retry_interval=60
     ) as limiter:

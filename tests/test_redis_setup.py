@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from limiters import CountingFallback
 from redis_deployments import (  # noqa: F401  (registers `primary_and_replica`)
     command,
     make_tls_files,
@@ -26,19 +27,6 @@ pytestmark = pytest.mark.redis
 
 PASSWORD = "pw-S3CRET-4a5b6c"
 README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-class CountingLimiter:
-    """A fallback that grants at once and counts how often it was asked."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __repr__(self) -> str:
-        return "CountingLimiter()"
-
-    async def acquire(self) -> None:
-        self.calls += 1
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +182,7 @@ async def test_a_429_that_cannot_be_shared_is_a_warning_once_per_outage(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="convoso_async")
     server = start_redis(password=PASSWORD)
-    fallback = CountingLimiter() if with_fallback else None
+    fallback = CountingFallback() if with_fallback else None
     limiter = RedisRateLimiter(server.url, key="k", rate=100, timeout=1.0, fallback=fallback)
     try:
         async with limiter:
