@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Union
+from typing import TypeAlias
 
 __all__ = ["FieldValue", "check_path", "form_fields"]
 
 #: What a form field's value may be: text, or a number or bool turned into text.
-FieldValue = Union[str, int, float, bool]  # noqa: UP007 (a runtime alias, on Python 3.10 too)
+FieldValue: TypeAlias = str | int | float | bool
 
 _EXAMPLE = "'/leads/search'"
 
