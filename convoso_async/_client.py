@@ -274,7 +274,7 @@ class AsyncConvoso:
     ) -> dict[str, Any]:
         """POST to any Convoso endpoint; the JSON object it answers, decoded.
 
-            >>> found = await convoso.post("/leads/search", {"list_id": "5", "limit": 10})
+            found = await convoso.post("/leads/search", {"list_id": "5", "limit": 10})
 
         The same pipeline as the campaign calls: the token in the form body only,
         the rate limiter, the 429 pause, the retry budget and circuit breaker, and

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
-from conftest import cli_env
 
 from convoso_async import (
     APIError,
@@ -75,6 +74,11 @@ def in_thread(work: Callable[[], T]) -> T:
     if errors:
         raise errors[0]
     return results[0]
+
+
+def pointed_at(url: str) -> dict[str, str]:
+    """This environment, with the fake's token and ``url`` as the API root, for a child process."""
+    return {**os.environ, "CONVOSO_AUTH_TOKEN": FakeConvoso.TOKEN, "CONVOSO_BASE_URL": url}
 
 
 def loop_threads() -> list[threading.Thread]:
@@ -308,7 +312,7 @@ def test_ctrl_c_during_a_sync_bulk_call_accounts_for_every_id_then_raises_keyboa
     with fake.serve_in_thread() as url:
         child = subprocess.Popen(
             [sys.executable, "-c", BULK_THEN_CTRL_C],
-            env=cli_env(url),
+            env=pointed_at(url),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -393,7 +397,7 @@ def test_a_forked_child_starts_its_own_loop_or_is_told_clearly_never_hangs() -> 
     with fake.serve_in_thread() as url:
         done = subprocess.run(
             [sys.executable, "-c", FORKED],
-            env=cli_env(url),
+            env=pointed_at(url),
             capture_output=True,
             text=True,
             timeout=GUARD,

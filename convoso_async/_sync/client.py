@@ -100,7 +100,7 @@ def _copying(
     with_options.__doc__ = (
         "A copy with the options given changed, as ``AsyncConvoso.with_options`` makes one "
         "(the same options and rules).\n\n"
-        "    >>> patient = convoso.with_options(timeout=120, max_retries=8)\n\n"
+        "    patient = convoso.with_options(timeout=120, max_retries=8)\n\n"
         "The copy shares this client's event loop thread, connection pool and 429 pause "
         "(and, unless given, its limiter, budget and breaker). Closing a copy does nothing; "
         "closing the original closes them for every copy."
@@ -109,11 +109,12 @@ def _copying(
 
 
 class SyncCampaigns(_Blocking[Campaigns]):
-    """``convoso.campaigns`` of a `Convoso`: the calls of `AsyncConvoso`'s, blocking.
+    """``convoso.campaigns`` of a `Convoso`: the calls of `AsyncConvoso`'s, blocking::
 
-    >>> active = [c for c in convoso.campaigns.search() if c.is_active]
-    >>> result = convoso.campaigns.set_status_many(["111", "222"], False)
-    >>> for outcome in convoso.campaigns.iter_set_status(["111", "222"], True): ...
+    active = [c for c in convoso.campaigns.search() if c.is_active]
+    result = convoso.campaigns.set_status_many(["111", "222"], False)
+    for outcome in convoso.campaigns.iter_set_status(["111", "222"], True):
+        print(outcome.campaign_id, "ok" if outcome.ok else outcome.error)
     """
 
     search = blocking(Campaigns.search)
@@ -128,9 +129,9 @@ class SyncCampaigns(_Blocking[Campaigns]):
 class Convoso(_Blocking[AsyncConvoso]):
     """A synchronous client for the Convoso API: `AsyncConvoso`'s options, calls and errors.
 
-        >>> with Convoso() as convoso:                      # token from CONVOSO_AUTH_TOKEN
-        ...     campaigns = convoso.campaigns.search()
-        ...     result = convoso.campaigns.set_status_many(["111", "222"], False)
+        with Convoso() as convoso:                      # token from CONVOSO_AUTH_TOKEN
+            campaigns = convoso.campaigns.search()
+            result = convoso.campaigns.set_status_many(["111", "222"], False)
 
     It runs one `AsyncConvoso` on an event loop in a background thread,
     started on the first call: it works in a plain script, in a thread that
