@@ -142,7 +142,8 @@ class Convoso(_Blocking[AsyncConvoso]):
     ``on_interrupt``), then raises `KeyboardInterrupt`. In a child forked
     after the client was first used (Celery's prefork pool), a call raises
     `ConfigurationError`: create the client in the child, or before the fork
-    without using it. Use it as ``with Convoso() as convoso:``, or call
+    without using it. Callbacks (``on_progress``, ``on_interrupt``) run in the
+    client's own thread. Use it as ``with Convoso() as convoso:``, or call
     `close` when done. The options are `AsyncConvoso`'s, checked as it checks them.
     """
 
