@@ -7,8 +7,9 @@
         result = await convoso.campaigns.set_status_many(["111", "222"], False)
         result.raise_for_failures()
 
-Works on asyncio and trio. See the README for retries, rate limits, bulk
-changes, the fake server (`convoso_async.testing`) and the ``convoso`` CLI.
+Works on asyncio and trio; `Convoso` is the same client for synchronous code.
+See the README for retries, rate limits, bulk changes, any other endpoint
+(``post``), the fake server (`convoso_async.testing`) and the ``convoso`` CLI.
 
 Every public name is importable from here and reports ``convoso_async`` as its
 module (as httpx's do), wherever it is defined (each defining module says so).
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from ._pacing.breaker import CircuitBreaker, RetryBudget
     from ._pacing.ratelimit import AdaptiveLimiter, Limiter, RateLimiter
     from ._pacing.retry import set_testing
+    from ._sync.client import Convoso
     from .schedule import Schedule, ScheduleError
 
 #: Where each public name lives: loaded on first use.
@@ -69,6 +71,7 @@ _HOMES = {
     "CircuitBreaker": "._pacing.breaker",
     "CircuitOpenError": "._errors",
     "ConfigurationError": "._errors",
+    "Convoso": "._sync.client",
     "ConvosoError": "._errors",
     "InvalidStatusError": "._errors",
     "LastCallDate": "._models",
@@ -104,6 +107,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "ConfigurationError",
+    "Convoso",
     "ConvosoError",
     "InvalidStatusError",
     "LastCallDate",

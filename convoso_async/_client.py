@@ -9,6 +9,7 @@ share the pool, the rate limiter and the 429 pause.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from ._checks import (
     check_base_url,
     check_concurrency,
     check_count,
+    check_flag,
     check_number,
     check_retries,
     check_token,
@@ -42,6 +44,7 @@ from ._pacing.breaker import CircuitBreaker, Guard, RetryBudget
 from ._pacing.ratelimit import PauseGate, RateLimiter, limiter_from_option
 from ._pacing.retry import RetryPolicy
 from ._resources.campaigns import Campaigns
+from ._resources.endpoints import FieldValue, check_path, form_fields
 
 __all__ = ["AsyncConvoso"]
 
@@ -154,7 +157,10 @@ class AsyncConvoso:
     ) -> None:
         """Check and keep the options a client and each of its copies hold for themselves."""
         self._timeout = check_number("timeout", timeout)
-        self._policy = RetryPolicy(check_retries(max_retries))
+        retries = check_retries(max_retries)
+        self._policy = RetryPolicy(retries)
+        # For post() to any endpoint: retried only when it cannot have been processed.
+        self._careful_policy = RetryPolicy(retries, idempotent=False)
         self._max_concurrency = check_concurrency(max_concurrency)
         self._max_response_bytes = check_count(
             "max_response_bytes", max_response_bytes, minimum=1, maximum=MAX_RESPONSE_BYTES_LIMIT
@@ -260,6 +266,42 @@ class AsyncConvoso:
         copy._owner = False
         return copy
 
+    async def post(
+        self,
+        path: str,
+        fields: Mapping[str, FieldValue] | None = None,
+        *,
+        idempotent: bool = False,
+    ) -> dict[str, Any]:
+        """POST to any Convoso endpoint; the JSON object it answers, decoded.
+
+            found = await convoso.post("/leads/search", {"list_id": "5", "limit": 10})
+
+        The same pipeline as the campaign calls: the token in the form body only,
+        the rate limiter, the 429 pause, the retry budget and circuit breaker, and
+        a ``success: false`` answer raised as the error tree (`AuthenticationError`,
+        `PermissionDeniedError`, ... for known codes and wordings, else an
+        `APIError` with Convoso's ``code``). Retried only when the request cannot
+        have been processed (no connection was made, HTTP 429, or 503 with
+        ``Retry-After``), since sending an insert twice may insert twice; pass
+        ``idempotent=True`` for a call that is safe to repeat (a search, a set),
+        to retry it as the campaign calls are (timeouts, resets, 5xx too).
+
+        Args:
+            path: the endpoint below the base URL, such as ``"/leads/search"``.
+            fields: the form fields; ``str``, ``int``, finite ``float`` or
+                ``bool`` (sent ``true``/``false``) values. Never ``auth_token``.
+            idempotent: whether sending the request twice does no more than once.
+
+        Raises:
+            TypeError, ValueError: a bad path or field, before anything is sent.
+            ConfigurationError: ``idempotent`` is not a bool.
+            ConvosoError: the call failed (see the error tree).
+        """
+        target = check_path(path, self.base_url)
+        form = form_fields(fields)
+        return await self._post(target, form, idempotent=check_flag("idempotent", idempotent))
+
     async def _post(
         self,
         path: str,
@@ -267,6 +309,7 @@ class AsyncConvoso:
         *,
         campaign_id: str | None = None,
         counter: AttemptCounter | None = None,
+        idempotent: bool = True,
     ) -> dict[str, Any]:
         return await self._pipeline.post(
             self._pool,
@@ -274,7 +317,7 @@ class AsyncConvoso:
             fields,
             time_limit=self._timeout,
             max_bytes=self._max_response_bytes,
-            policy=self._policy,
+            policy=self._policy if idempotent else self._careful_policy,
             campaign_id=campaign_id,
             counter=counter,
         )

@@ -174,14 +174,28 @@ class ServerError(APIStatusError):
 class APIConnectionError(ConvosoError):
     """The request could not be completed on the network, after every retry.
 
-    The campaign's state is unknown: the request may or may not have reached
-    Convoso. Status changes are absolute, so sending it again is safe.
+    Unless ``never_connected``, the outcome is unknown: the request may or may
+    not have reached Convoso. Status changes are absolute, so sending one again
+    is safe; for another endpoint (`AsyncConvoso.post`), check before repeating.
+
+    Attributes:
+        never_connected: True when no connection was made (refused, a name that
+            does not resolve, a TLS handshake refused, connecting timed out): the
+            request never left, so Convoso cannot have processed it.
     """
 
-    def __init__(self, message: str, *, path: str = "", campaign_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        campaign_id: str | None = None,
+        never_connected: bool = False,
+    ) -> None:
         self.path = path
         self.campaign_id = campaign_id
         self.message = message
+        self.never_connected = never_connected
         subject = f"POST {path}" if path else "request"
         if campaign_id is not None:
             subject = f"{subject} for campaign {campaign_id!r}"

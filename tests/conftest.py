@@ -6,6 +6,7 @@ provides: ``mocked_api``, ``reference_answers``, ``limiters``, ``cli_runner``.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -28,6 +29,14 @@ def instant_retries() -> Iterator[None]:
     """Retries still happen, without sleeping."""
     with convoso_async.set_testing():
         yield
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed again): connecting is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

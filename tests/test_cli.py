@@ -275,3 +275,74 @@ def test_demo_off_a_terminal_prints_plain_unwrapped_lines(
     verdict = [line for line in captured.out.splitlines() if line.startswith("ok: ")]
     assert len(verdict) == 1
     assert verdict[0].endswith(")"), "the verdict line was wrapped"
+
+
+# -- convoso api: any endpoint ----------------------------------------------------------------
+
+
+def test_api_prints_the_answer_on_one_line_into_a_pipe(
+    fake: FakeConvoso, server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_endpoint("/leads/search")
+    assert main(["api", "/leads/search", "list_id=5", "name=Zoë", "note=a=b"]) == 0
+    out = capsys.readouterr().out
+    assert out == (
+        '{"success":true,"path":"/leads/search","fields":{"list_id":"5","name":"Zoë","note":"a=b"}}\n'
+    )
+    assert [r.form.get("auth_token") for r in fake.requests] == ["***"]
+
+
+@pytest.mark.usefixtures("server")
+def test_api_on_a_campaigns_endpoint_prints_what_convoso_answered(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["api", "/campaigns/search"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert [c["id"] for c in answer["data"]] == ["111", "222", "333"]
+
+
+def test_api_success_false_exits_three_with_the_error(
+    fake: FakeConvoso, server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_endpoint("/leads/insert", lambda fields: {"success": False, "error": "Bad", "code": 7})
+    assert main(["api", "/leads/insert", "phone_number=5551234567"]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "convoso: error: APIError: Bad (Convoso code 7)\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["api", "leads/search"], "starting with one '/'"),
+        (["api", "/leads/search?list_id=5"], "query"),
+        (["api", "/leads/search", "list_id"], "field 1 is not KEY=VALUE"),
+        (["api", "/leads/search", "a=1", "=x"], "field 2 is not KEY=VALUE"),
+        (["api", "/leads/search", "auth_token=tok-typed-by-mistake"], "auth token"),
+    ],
+)
+def test_api_bad_input_exits_two_before_anything_is_sent(
+    argv: list[str],
+    message: str,
+    fake: FakeConvoso,
+    server: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "tok-typed-by-mistake" not in err
+    assert fake.requests == []
+
+
+def test_api_retries_a_timeout_only_when_told_it_is_idempotent(
+    fake: FakeConvoso, server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.add_endpoint("/leads/insert")
+    fake.add_fault(Fault("slow", delay=1.5, path="/leads/insert", on_requests={1, 2}))
+    argv = ["api", "/leads/insert", "phone_number=5551234567", "--timeout", "0.5"]
+    assert main(argv) == 3  # timed out once, and not sent again
+    assert "APITimeoutError" in capsys.readouterr().err
+    assert main([*argv, "--idempotent"]) == 0  # timed out, then retried
+    assert json.loads(capsys.readouterr().out)["fields"] == {"phone_number": "5551234567"}
+    assert len(fake.requests) == 3

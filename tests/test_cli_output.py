@@ -86,6 +86,32 @@ def test_a_terminal_gets_a_table_with_a_singular_title(fake: FakeConvoso, url: s
     assert "inactive" in shown
 
 
+def test_api_on_a_terminal_prints_indented_json(url: str) -> None:
+    code, shown = run_on_terminal(cli_command("api", "/campaigns/search"), cli_env(url))
+    assert code == 0, shown
+    assert shown.startswith('{\r\n  "data": [\r\n    {\r\n      "id": "111",')
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["api", "--help"], ["campaigns", "list", "--help"]])
+def test_help_loads_no_http_library(argv: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from convoso_async.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'httpx2', 'httpcore2', 'httpx', 'httpcore', 'aiohttp', 'anyio', 'rich'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: convoso" in done.stdout
+    assert done.stderr.strip() == "[]"
+
+
 def test_a_terminal_shows_names_as_they_are_never_as_markup() -> None:
     odd = FakeConvoso(campaigns=[{"id": "7", "name": "Sales [West] [/] [bold]x", "status": "Y"}])
     with odd.serve_in_thread() as url:

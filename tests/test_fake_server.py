@@ -242,6 +242,56 @@ async def test_unknown_path_is_404_and_other_methods_405(anyio_backend: str, fro
 
 
 @pytest.mark.anyio
+async def test_an_added_endpoint_answers_its_handler_and_is_logged(
+    anyio_backend: str, front: str
+) -> None:
+    fake = FakeConvoso()
+    inserted: list[dict[str, str]] = []
+
+    def insert(fields: dict[str, str]) -> dict[str, object]:
+        inserted.append(fields)
+        # The handler runs under the fake's lock and may read its state.
+        return {"success": True, "data": {"lead_id": len(inserted), "seen": len(fake.requests)}}
+
+    fake.add_endpoint("/leads/insert", insert)
+    fake.add_endpoint("/v1/leads/search")  # the built-in echo; /v1 is the API's prefix
+    async with connect(fake, front) as http:
+        first = await http.post("/leads/insert", data={"auth_token": TOKEN, "phone": "5551234"})
+        echo = await http.post("/leads/search", data={"auth_token": TOKEN, "list_id": "5"})
+        refused = await http.post("/leads/insert", data={"auth_token": "wrong", "phone": "1"})
+
+    assert first.json() == {"success": True, "data": {"lead_id": 1, "seen": 0}}
+    assert inserted == [{"phone": "5551234"}]  # the token never reaches a handler
+    assert echo.json() == {"success": True, "path": "/leads/search", "fields": {"list_id": "5"}}
+    assert refused.json() == {"success": False, "error": "Invalid authentication token"}
+    assert [(r.path, r.status, r.form.get("auth_token")) for r in fake.requests] == [
+        ("/leads/insert", 200, "***"),
+        ("/leads/search", 200, "***"),
+        ("/leads/insert", 200, "***"),
+    ]
+
+
+@pytest.mark.anyio
+async def test_an_added_endpoint_takes_faults_and_a_failing_handler_is_a_500(
+    anyio_backend: str,
+) -> None:
+    fake = FakeConvoso()
+    fake.add_endpoint("/leads/insert", lambda fields: {"success": True, "n": int(fields["n"])})
+    fake.add_fault(Fault("status", status=503, retry_after=7, path="/leads/insert", times=1))
+    async with connect(fake, "transport") as http:
+        unavailable = await http.post("/leads/insert", data={"auth_token": TOKEN, "n": "1"})
+        ok = await http.post("/leads/insert", data={"auth_token": TOKEN, "n": "2"})
+        broken = await http.post("/leads/insert", data={"auth_token": TOKEN})
+
+    assert (unavailable.status_code, unavailable.headers["retry-after"]) == (503, "7")
+    assert ok.json() == {"success": True, "n": 2}
+    assert broken.status_code == 500
+    assert "KeyError in the handler of /leads/insert" in broken.text
+    with pytest.raises(ValueError, match="fake's own"):
+        fake.add_endpoint("/campaigns/status")
+
+
+@pytest.mark.anyio
 async def test_a_path_outside_v1_is_not_found_as_on_convoso(anyio_backend: str) -> None:
     fake = FakeConvoso(campaigns=1)
     async with httpx2.AsyncClient(transport=fake.transport(), base_url="https://f.test") as http:

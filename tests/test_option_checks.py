@@ -20,6 +20,7 @@ from convoso_async import (
     AsyncConvoso,
     CircuitBreaker,
     ConfigurationError,
+    Convoso,
     Limiter,
     RetryBudget,
 )
@@ -66,9 +67,15 @@ def client() -> AsyncConvoso:
     return AsyncConvoso(TOKEN, base_url=BASE_URL, max_retries=0)
 
 
+def sync_client() -> Convoso:
+    return Convoso(TOKEN, base_url=BASE_URL, max_retries=0)
+
+
 CONSTRUCTORS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "AsyncConvoso": (AsyncConvoso, {"auth_token": TOKEN, "base_url": BASE_URL}),
     "AsyncConvoso.with_options": (lambda **kw: client().with_options(**kw), {}),
+    "Convoso": (Convoso, {"auth_token": TOKEN, "base_url": BASE_URL}),
+    "Convoso.with_options": (lambda **kw: sync_client().with_options(**kw), {}),
     "Limiter": (Limiter, {"rate": 5}),
     "AdaptiveLimiter": (AdaptiveLimiter, {}),
     "RetryBudget": (RetryBudget, {}),
@@ -78,6 +85,8 @@ CONSTRUCTORS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
 SIGNATURES: dict[str, Callable[..., Any]] = {
     "AsyncConvoso": AsyncConvoso.__init__,
     "AsyncConvoso.with_options": AsyncConvoso.with_options,
+    "Convoso": Convoso.__init__,
+    "Convoso.with_options": Convoso.with_options,
     "Limiter": Limiter.__init__,
     "AdaptiveLimiter": AdaptiveLimiter.__init__,
     "RetryBudget": RetryBudget.__init__,
@@ -146,6 +155,33 @@ def test_a_wrong_option_of_a_bulk_call_is_refused_before_anything_is_sent(
                 await BULK_CALLS[call](convoso, **{option: value})
 
     anyio.run(attempt)
+
+
+SYNC_BULK_CALLS: dict[str, Callable[..., Any]] = {
+    "set_status_many": lambda c, **kw: c.campaigns.set_status_many(["1"], True, **kw),
+    "apply_statuses": lambda c, **kw: c.campaigns.apply_statuses({"1": True}, **kw),
+    "iter_set_status": lambda c, **kw: next(iter(c.campaigns.iter_set_status(["1"], True, **kw))),
+}
+
+
+@pytest.mark.parametrize(("call", "option", "value"), BULK_CASES, ids=map(case_id, BULK_CASES))
+def test_a_wrong_option_of_a_sync_bulk_call_is_refused_the_same_way(
+    call: str, option: str, value: object
+) -> None:
+    with sync_client() as convoso, pytest.raises(ConfigurationError, match=option):
+        SYNC_BULK_CALLS[call](convoso, **{option: value})
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_a_wrong_idempotent_of_post_is_refused_on_both_clients(value: object) -> None:
+    async def attempt() -> None:
+        async with client() as convoso:
+            await convoso.post("/leads/search", idempotent=value)  # type: ignore[arg-type]
+
+    with pytest.raises(ConfigurationError, match="idempotent"):
+        anyio.run(attempt)
+    with sync_client() as convoso, pytest.raises(ConfigurationError, match="idempotent"):
+        convoso.post("/leads/search", idempotent=value)  # type: ignore[arg-type]
 
 
 def test_the_walk_covers_every_option_of_the_bulk_calls() -> None:

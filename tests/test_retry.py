@@ -140,6 +140,40 @@ def test_only_network_failures_and_429_5xx_are_retried(error: BaseException, ret
     assert is_retryable(error) is retried
 
 
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (APIConnectionError("refused", never_connected=True), True),
+        (APITimeoutError("connect timed out", never_connected=True), True),
+        (APIConnectionError("reset"), False),  # may have been processed
+        (APITimeoutError("read timed out"), False),
+        (RateLimitError(429), True),  # turned away
+        (RateLimitError(429, retry_after=2.0), True),
+        (ServerError(503, retry_after=2.0), True),  # turned away, told when to come back
+        (ServerError(503), False),
+        (ServerError(500), False),
+        (ServerError(502), False),
+        (ServerError(504), False),
+        (APIStatusError(404), False),
+        (APIError("Duplicate lead"), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_a_request_not_safe_to_repeat_is_retried_only_when_it_cannot_have_been_processed(
+    error: BaseException, retried: bool
+) -> None:
+    assert is_retryable(error, idempotent=False) is retried
+    with convoso_async.set_testing():
+        wait = RetryPolicy(3, idempotent=False).next_wait(error, 1)
+    assert (wait is not None) is retried
+
+
+def test_an_idempotent_request_retries_a_connection_error_either_way() -> None:
+    assert is_retryable(APIConnectionError("refused", never_connected=True))
+    assert is_retryable(APIConnectionError("reset", never_connected=False))
+    assert RetryPolicy(3).idempotent  # the campaign calls' policy
+
+
 @pytest.mark.anyio
 async def test_retry_after_seconds_is_honoured(api: respx.MockRouter) -> None:
     route = api.post("/campaigns/status")

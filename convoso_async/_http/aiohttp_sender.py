@@ -33,7 +33,7 @@ import httpx2
 
 from convoso_async._defaults import KEEPALIVE_EXPIRY
 
-from .answer import Answer, RawHeaders, SendError, too_large
+from .answer import Answer, RawHeaders, SendError, never_connected, too_large
 from .families import describe
 from .httpx_sender import FORM_HEADERS
 
@@ -106,12 +106,19 @@ def _head_size(status_line_size: int, raw_headers: RawHeaders) -> int:
 
 
 def _send_error(exc: BaseException) -> SendError:
-    """aiohttp's exception as a `SendError` meaning what httpx2's would."""
+    """aiohttp's exception as a `SendError` meaning what httpx2's would.
+
+    A connect timeout or a refused connection (`never_connected`) says the
+    request never left, as httpx2's ``ConnectTimeout`` and ``ConnectError`` do.
+    """
+    unsent = never_connected(exc)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return SendError("timeout", f"connect timed out ({exc or type(exc).__name__})")
+        return SendError(
+            "timeout", f"connect timed out ({exc or type(exc).__name__})", never_connected=unsent
+        )
     if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
         return SendError("timeout", f"read timed out ({exc or type(exc).__name__})")
-    return SendError("connection", describe(exc))
+    return SendError("connection", describe(exc), never_connected=unsent)
 
 
 class AiohttpSender:

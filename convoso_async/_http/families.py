@@ -30,7 +30,7 @@ import httpx2
 
 from convoso_async._defaults import USER_AGENT_PREFIX
 
-from .answer import SendError
+from .answer import SendError, never_connected
 
 __all__ = ["HTTPX2", "Family", "family_of", "old_httpx", "send_error"]
 
@@ -161,12 +161,17 @@ def send_error(exc: BaseException) -> SendError:
             "ServerTimeoutError",
             "ConnectionTimeoutError",
         }
+    # Whether the connection was ever made, from aiohttp's own error when one is in
+    # the chain (it may not be the root: a refusal's OSError lies below it), for the
+    # same reason: the httpx class such a transport raises says nothing about it.
+    aiohttp_link = next((e for e in _chain(exc) if _library_of(type(e)) == "aiohttp"), None)
+    unsent = never_connected(exc if aiohttp_link is None else aiohttp_link)
     detail = describe(exc)
     if timed_out:
-        return SendError("timeout", detail)
+        return SendError("timeout", detail, never_connected=unsent)
     if "TransportError" not in names:
         detail = f"{type(exc).__name__}: {detail}"
-    return SendError("connection", detail)
+    return SendError("connection", detail, never_connected=unsent)
 
 
 def _root_cause(exc: BaseException) -> BaseException | None:

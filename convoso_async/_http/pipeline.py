@@ -252,9 +252,13 @@ class Pipeline:
             return ResponseDecodeError(
                 f"POST {path}: the answer's Content-Encoding does not decode: {detail}"
             )
-        if exc.kind == "timeout":
-            return APITimeoutError(f"timed out ({detail})", path=path, campaign_id=campaign_id)
-        return APIConnectionError(detail, path=path, campaign_id=campaign_id)
+        error_cls = APITimeoutError if exc.kind == "timeout" else APIConnectionError
+        return error_cls(
+            f"timed out ({detail})" if exc.kind == "timeout" else detail,
+            path=path,
+            campaign_id=campaign_id,
+            never_connected=exc.never_connected,
+        )
 
 
 def _about(campaign_id: str | None) -> str:

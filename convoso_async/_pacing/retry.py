@@ -5,6 +5,11 @@ Never retried: a ``success: false`` answer or any other 4xx (sending the same
 request again would get the same answer). Status changes set an absolute
 state, so repeating one is safe.
 
+A request that is not safe to repeat (``post()`` to any endpoint, unless the
+caller says ``idempotent=True``) is retried only when it cannot have been
+processed: no connection was made, or the answer was 429, or 503 with
+``Retry-After`` (the server turned it away and said when to come back).
+
 Waits are exponential with full jitter (uniform in ``[0, min(cap, initial *
 2**(n-1))]``), except when the server said how long in ``Retry-After``: then
 that, within a cap.
@@ -86,12 +91,22 @@ def is_testing() -> bool:
     return _testing
 
 
-def is_retryable(error: BaseException) -> bool:
-    """The one retry decision: network failures and 429/500/502/503/504 only."""
+def is_retryable(error: BaseException, *, idempotent: bool = True) -> bool:
+    """Whether ``error`` is worth another attempt of the request that met it.
+
+    An idempotent request (every campaign call: setting a state twice sets it
+    once): network failures and 429/500/502/503/504. Any other request only
+    when it cannot have been processed: a connection never made
+    (``APIConnectionError.never_connected``), 429, or 503 with ``Retry-After``.
+    """
     if isinstance(error, APIConnectionError):
-        return True
+        return idempotent or error.never_connected
     if isinstance(error, APIStatusError):
-        return error.status_code in RETRYABLE_STATUS_CODES
+        if idempotent:
+            return error.status_code in RETRYABLE_STATUS_CODES
+        return error.status_code == 429 or (
+            error.status_code == 503 and error.retry_after is not None
+        )
     return False
 
 
@@ -135,10 +150,12 @@ class RetryPolicy:
     """How many times to retry and how long to wait between attempts.
 
     `next_wait` is the one place that decides whether another attempt goes
-    and after how long; `call` is the one loop that asks it.
+    and after how long; `call` is the one loop that asks it. ``idempotent``
+    says whether the requests it retries are safe to repeat (see `is_retryable`).
     """
 
     max_retries: int
+    idempotent: bool = attrs.field(default=True, kw_only=True)
     initial_backoff: float = RETRY_INITIAL_BACKOFF
     max_backoff: float = RETRY_MAX_BACKOFF
     # tenacity's full-jitter exponential backoff: uniform in [0, min(max, initial * 2**(n-1))].
@@ -177,7 +194,7 @@ class RetryPolicy:
         retry is the only one that costs nothing and a granted one costs one
         token). Otherwise the seconds to wait first (`delay`).
         """
-        if not is_retryable(error) or retry_number > self.max_retries:
+        if not is_retryable(error, idempotent=self.idempotent) or retry_number > self.max_retries:
             return None
         if guard is not None and not guard.may_retry(error):
             return None

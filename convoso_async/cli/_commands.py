@@ -15,6 +15,7 @@ from typing import TextIO
 import anyio
 
 from convoso_async._bulk.changes import BATCH_FATAL, BatchResult
+from convoso_async._errors import ConvosoError
 
 from ._exits import EXIT_ERROR, EXIT_FAILURES, EXIT_OK, UsageError
 from ._output import (
@@ -26,9 +27,10 @@ from ._output import (
     print_json,
     print_result,
     run_with_progress,
+    stdout_is_terminal,
 )
 
-__all__ = ["dispatch", "read_ids"]
+__all__ = ["dispatch", "read_fields", "read_ids"]
 
 
 def read_ids(ids: Sequence[str], from_file: Path | None, stdin: TextIO) -> list[str]:
@@ -56,6 +58,33 @@ def read_ids(ids: Sequence[str], from_file: Path | None, stdin: TextIO) -> list[
     if not collected:
         raise UsageError("no campaign ids given: pass IDs or --from-file F")
     return collected
+
+
+def read_fields(items: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as form fields (a repeated key: the last one, as PHP reads it).
+
+    A malformed one is named by its position, not shown: it may be a secret typed by mistake.
+    """
+    fields: dict[str, str] = {}
+    for position, item in enumerate(items, start=1):
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise UsageError(f"field {position} is not KEY=VALUE (such as list_id=5)")
+        fields[name] = value
+    return fields
+
+
+async def _api(args: argparse.Namespace) -> int:
+    fields = read_fields(args.fields)
+    async with client_from_args(args) as convoso:
+        try:
+            answer = await convoso.post(args.path, fields, idempotent=args.idempotent)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConvosoError):
+                raise
+            raise UsageError(str(exc)) from None  # a bad path or field: nothing was sent
+    print_json(answer, compact=not stdout_is_terminal())
+    return EXIT_OK
 
 
 async def _list(args: argparse.Namespace) -> int:
@@ -147,6 +176,8 @@ async def _until_signal(
 
 
 def dispatch(args: argparse.Namespace, stdin: TextIO) -> int:
+    if args.command == "api":  # JSON only: no rich needed
+        return anyio.run(_api, args)
     if not getattr(args, "json", False):
         # Tables, progress bars and the demo need rich; --json needs nothing more. Say so
         # before anything is sent, not when the report is printed.

@@ -1,4 +1,4 @@
-"""The ``convoso`` command: list campaigns, change their status in bulk, run the demo.
+"""The ``convoso`` command: list campaigns, change their status in bulk, call any endpoint.
 
     convoso campaigns list [--active | --inactive] [--json]
     convoso campaigns activate ID... [--from-file F] [--concurrency N] [--rate R]
@@ -6,6 +6,7 @@
     convoso campaigns deactivate ID... (same options)
     convoso schedule apply FILE [--at ISO-TIME] [--dry-run] [--json]
     convoso schedule run FILE
+    convoso api PATH [KEY=VALUE ...] [--idempotent]
     convoso fake-server [--port P] [--campaigns N | --ids 111,222 | --reference] [--latency S]
     convoso demo
     convoso --version
@@ -13,8 +14,9 @@
 The token comes from ``CONVOSO_AUTH_TOKEN`` or ``--token-file`` (never from a
 ``--token`` flag, which would leak into shell history and ``ps``).
 
-Exit codes: 0 every campaign succeeded; 1 some campaigns failed; 2 bad
-arguments or configuration; 3 the request failed as a whole (auth, network),
+Exit codes: 0 every campaign succeeded (``api``: Convoso answered); 1 some
+campaigns failed; 2 bad arguments or configuration; 3 the request failed as a
+whole (auth, network, a ``success: false`` answer),
 or a bulk change was stopped by a refused token or permission; 130 / 143
 interrupted by SIGINT / SIGTERM (after printing the partial result); 141 the
 reader of stdout went away (``| head``), as for a process killed by SIGPIPE.
@@ -171,10 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line, for `main` and for the docs."""
     parser = _Parser(
         prog="convoso",
-        description="Convoso campaigns from the command line: list, bulk (de)activate, schedule.",
+        description=(
+            "Convoso campaigns from the command line: list, bulk (de)activate, schedule; "
+            "and any other endpoint (convoso api)."
+        ),
         epilog=(
             "Exit codes: 0 every campaign succeeded; 1 some failed; 2 bad arguments or "
-            "configuration; 3 the request failed as a whole (auth, network); 141 the reader "
+            "configuration; 3 the request failed as a whole (auth, network; for api, a "
+            "success: false answer too); 141 the reader "
             "of the output went away (| head). Output is a table on a terminal, plain "
             "lines in a pipe or file, one JSON document with --json."
         ),
@@ -243,6 +249,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("file", type=Path, help="schedule file (TOML)")
     _add_pacing_options(run_parser, DEFAULT_MAX_CONCURRENCY)
+
+    api = commands.add_parser(
+        "api",
+        parents=[connection],
+        help="POST to any Convoso endpoint and print its JSON answer (like gh api)",
+        description=(
+            "POST to any Convoso endpoint through the client (the token in the body, "
+            "retries, the 429 pause) and print the JSON answer: indented on a terminal, "
+            "one line otherwise. Exit 3, with the error, when the call fails or Convoso "
+            "answers success: false."
+        ),
+    )
+    api.add_argument("path", metavar="PATH", help="the endpoint below the API root: /leads/search")
+    api.add_argument(
+        "fields",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="form fields, e.g. list_id=5 (the token is added from the connection options)",
+    )
+    api.add_argument(
+        "--idempotent",
+        action="store_true",
+        help="safe to send twice (a search): retry it after timeouts, resets and 5xx too "
+        "(by default only what cannot have reached Convoso is retried)",
+    )
 
     # Listed for --help only: `main` hands "fake-server ..." to the fake's own parser.
     commands.add_parser(

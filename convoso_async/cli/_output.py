@@ -163,9 +163,12 @@ def decode_text(data: bytes, name: str) -> str:
         ) from None
 
 
-def print_json(document: object) -> None:
-    """One JSON document on stdout."""
-    print(json.dumps(document, indent=2, ensure_ascii=False))
+def print_json(document: object, *, compact: bool = False) -> None:
+    """One JSON document on stdout: indented, or on one line (``compact``)."""
+    if compact:
+        print(json.dumps(document, separators=(",", ":"), ensure_ascii=False))
+    else:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 def print_campaigns(campaigns: list[Campaign], *, as_json: bool) -> None:

@@ -1,8 +1,9 @@
 """A stateful, embeddable fake of Convoso's Campaigns API, for tests and benchmarks.
 
 `FakeConvoso` holds campaigns, tokens (full and read-only), latency, a
-server-side rate limit and scripted faults (`Fault`), and logs every request
-as a `RecordedRequest`, never with its token. It answers in-process through
+server-side rate limit, scripted faults (`Fault`) and any other endpoint a
+test adds (`FakeConvoso.add_endpoint`), and logs every request as a
+`RecordedRequest`, never with its token. It answers in-process through
 `FakeConvoso.transport` (for httpx2, or httpx with ``family="httpx"``), or
 over HTTP/1.1 on loopback through `FakeConvoso.serve` (async),
 `FakeConvoso.serve_in_thread` (sync) or `serve_forever` (blocking; also

@@ -31,7 +31,8 @@ ClientFamily = Literal["httpx2", "httpx"]
 
 
 class FakeConvoso(FakeState):
-    """A stateful Convoso look-alike for ``/campaigns/search`` and ``/campaigns/status``.
+    """A stateful Convoso look-alike for ``/campaigns/search`` and ``/campaigns/status``,
+    and any other endpoint a test adds (`add_endpoint`: a handler of its own, or an echo).
 
     Run it in-process as an httpx2 (or httpx) transport, or as a real HTTP
     server on loopback; both share this state::

@@ -10,8 +10,9 @@ server-side rate limit, scripted faults, the request log) lives here, so the
 two front ends cannot drift apart.
 
 Every state change happens in `FakeState._decide`, synchronously, under one
-`threading.Lock` held only for that call: the loopback server runs on its own
-thread and loop, while tests inspect the state from theirs.
+`threading.RLock` held only for that call: the loopback server runs on its own
+thread and loop, while tests inspect the state from theirs. (Reentrant, so an
+endpoint handler of `FakeState.add_endpoint` may read the fake's state.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Final, Literal, get_args
 from urllib.parse import parse_qsl
 
@@ -34,6 +35,7 @@ import attrs
 __all__ = [
     "REFERENCE_CAMPAIGNS",
     "Answer",
+    "EndpointHandler",
     "FakeState",
     "Fault",
     "FaultKind",
@@ -131,6 +133,29 @@ _NO_PERMISSION = Answer(200, _error_body("Insufficient permissions"))
 _NOT_FOUND_CAMPAIGN = Answer(200, _error_body("Campaign not found", 6026))
 _BAD_STATUS = Answer(200, _error_body("Status must be true or false", 6080))
 _NO_ROUTE = Answer(404, _error_body("Not found"))
+
+#: What an endpoint registered with `FakeState.add_endpoint` does: given the request's
+#: form fields (the token left out), the JSON object to answer with HTTP 200.
+EndpointHandler = Callable[[dict[str, str]], Mapping[str, Any]]
+
+
+def _echo(path: str) -> EndpointHandler:
+    """The built-in handler: ``{"success": true, "path": ..., "fields": {...}}``."""
+
+    def echo(fields: dict[str, str]) -> Mapping[str, Any]:
+        return {"success": True, "path": path, "fields": fields}
+
+    return echo
+
+
+def _handled(path: str, handler: EndpointHandler, fields: dict[str, str]) -> Answer:
+    try:
+        return Answer(200, _json(dict(handler(fields))))
+    except Exception as exc:  # a test's handler failed: say so, as a server would
+        page = f"<html><body>{type(exc).__name__} in the handler of {path}</body></html>"
+        return Answer(500, page.encode(), HTML_TYPE)
+
+
 _NOT_ALLOWED = Answer(405, _error_body("Method not allowed"), headers=(("Allow", "POST"),))
 _TOO_MANY_BODY = _error_body("Too many requests")
 _DROP = Answer(0, drop=True)
@@ -198,7 +223,8 @@ class Fault:
     the fake has seen (since the last `FakeConvoso.reset_requests`);
     ``probability`` draws from the fake's seeded RNG. After ``times`` hits the
     fault is spent. ``delay`` applies to every kind (a ``drop`` after two
-    seconds, say). ``retry_after`` overrides the fake's for this fault's 429s.
+    seconds, say). ``retry_after`` overrides the fake's for this fault's 429s,
+    and sends ``Retry-After`` with a ``status`` fault of any status (a 503, say).
     A faulted request never changes state, except ``"slow"``, which answers
     normally. ``hits`` counts the requests the fault took::
 
@@ -447,7 +473,8 @@ class FakeState:
             raise ValueError(f"retry_after must be seconds >= 0, not {retry_after!r}")
         self._too_many = Answer(429, _TOO_MANY_BODY, headers=(_retry_after_header(retry_after),))
         self._rng = random.Random(seed)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._endpoints: dict[str, EndpointHandler] = {}
         self._search_body: bytes | None = None
         self._faults: list[Fault] = []
         self._records: list[RecordedRequest] = []
@@ -474,6 +501,34 @@ class FakeState:
     def readonly_tokens(self) -> tuple[str, ...]:
         """The tokens that may search but not change a status, sorted."""
         return tuple(sorted(self._readonly_tokens))
+
+    def add_endpoint(self, path: str, handler: EndpointHandler | None = None) -> None:
+        """Serve another endpoint: POST ``path`` (below ``/v1``) answers ``handler(fields)``.
+
+        ``handler`` gets the request's form fields, the token left out, and
+        returns the JSON object to answer with HTTP 200 (``{"success": False,
+        "error": ..., "code": ...}`` for an API error; a `Fault` with ``path=``
+        for anything else). Without one, the endpoint echoes: ``{"success": true,
+        "path": path, "fields": {...}}``. The token is checked as for the
+        campaign endpoints (read-only tokens pass), faults and the rate limit
+        apply, and each request is logged in `requests`. The handler runs under
+        the fake's lock, once per request that reaches it (a faulted or
+        rate-limited one does not), and may read the fake's state::
+
+            inserted: list[dict[str, str]] = []
+
+            def insert(fields: dict[str, str]) -> dict[str, object]:
+                inserted.append(fields)
+                return {"success": True, "data": {"lead_id": len(inserted)}}
+
+            fake.add_endpoint("/leads/insert", insert)
+            fake.add_endpoint("/leads/search")  # echoes the fields back
+        """
+        path = _strip_prefix("/" + path.lstrip("/"))
+        if path in (SEARCH_PATH, STATUS_PATH):
+            raise ValueError(f"{path} is one of the fake's own endpoints")
+        with self._lock:
+            self._endpoints[path] = _echo(path) if handler is None else handler
 
     def add_fault(self, fault: Fault) -> Fault:
         """Script ``fault``; it is checked after the ones added before it. Returns it."""
@@ -629,7 +684,9 @@ class FakeState:
         except ValueError:
             phrase = "Error"
         page = f"<html><body><h1>{fault.status} {phrase}</h1></body></html>".encode()
-        return Answer(fault.status, page, HTML_TYPE, retry_after if fault.status == 429 else ())
+        if fault.status != 429 and fault.retry_after is None:
+            retry_after = ()
+        return Answer(fault.status, page, HTML_TYPE, retry_after)
 
     def _admit(self, arrival: float) -> bool:
         """Count the request against the sliding one-second window, if it fits."""
@@ -646,7 +703,8 @@ class FakeState:
     def _route(
         self, method: str, path: str, fields: Mapping[str, str], token: str | None
     ) -> Answer:
-        if path not in (SEARCH_PATH, STATUS_PATH):
+        handler = self._endpoints.get(path)
+        if handler is None and path not in (SEARCH_PATH, STATUS_PATH):
             return _NO_ROUTE
         if method != "POST":
             return _NOT_ALLOWED
@@ -657,6 +715,9 @@ class FakeState:
                 return _NO_PERMISSION
         else:
             return _INVALID_TOKEN
+        if handler is not None:
+            form = {name: value for name, value in fields.items() if name != "auth_token"}
+            return _handled(path, handler, form)
         if path == SEARCH_PATH:
             return Answer(200, self._search_payload())
         return self._set_status(fields.get("campaign_id"), fields.get("status"))

@@ -1,0 +1,261 @@
+"""One event loop in a background thread, for the blocking calls of a `Convoso` and its copies.
+
+`LoopThread` starts an asyncio loop in a daemon thread on the first call (so a
+client made and never used starts nothing), holds anyio's `BlockingPortal` into
+it, and runs every blocking call there, from any number of threads at once: they
+all share the one `AsyncConvoso` the loop serves, so one pool, limiter, 429
+pause, retry budget and breaker. A thread that has an event loop of its own
+running (a notebook cell, a sync call inside ``asyncio.run``) blocks like any
+other: the work runs on this loop, not on the caller's, so nothing deadlocks.
+
+- Ctrl-C while a call waits cancels its work in the loop as ``asyncio.run``
+  cancels its task (a bulk call writes its audit lines and calls
+  ``on_interrupt``), waits for that to finish, then raises `KeyboardInterrupt`.
+- `close` cancels what is still running, closes the client's pool in its own
+  loop, and stops the thread. A `LoopThread` nobody refers to any more does the
+  same by itself, without waiting (a forgotten client does not leak a thread).
+- After ``os.fork()`` (Celery's prefork pool): a loop started in the parent
+  exists only there, with its connections; in the child, a call raises
+  `ConfigurationError` at once, never hangs, and `close` touches nothing of the
+  parent's. A client made in the parent and first used in the child starts its
+  loop in the child and works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from typing import Final, Generic, TypeVar
+
+import anyio
+from anyio.abc import ObjectSendStream
+from anyio.from_thread import BlockingPortal
+
+from convoso_async._errors import ConfigurationError
+
+__all__ = ["LoopThread"]
+
+T = TypeVar("T")
+
+#: Bounds on starting and stopping the loop thread (both take milliseconds).
+START_TIMEOUT: Final = 10.0
+STOP_TIMEOUT: Final = 10.0
+
+_CLOSED = "this Convoso was closed; create a new one"
+
+#: Every LoopThread of the process, to renew their locks in a forked child: a lock another
+#: thread held at the fork stays held in the child, where that thread does not exist.
+_LOOPS: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for loop in list(_LOOPS):
+        loop._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _Abandoned(Exception):
+    """The calling thread gave up on the call (Ctrl-C): nobody reads its result."""
+
+
+class _Call(Generic[T]):
+    """One blocking call's work in the loop, in a cancel scope the calling thread can cancel."""
+
+    def __init__(self, work: Callable[[], Awaitable[T]]) -> None:
+        self._work = work
+        self._scope: anyio.CancelScope | None = None
+        self._cancelled = False
+
+    async def run(self) -> T:
+        with anyio.CancelScope() as self._scope:
+            if self._cancelled:  # cancelled before it started
+                self._scope.cancel()
+            return await self._work()
+        raise _Abandoned  # reached only when `cancel` stopped it
+
+    def cancel(self) -> None:
+        """Stop the work (in the loop's thread, through the portal)."""
+        self._cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+
+def _wait(portal: BlockingPortal, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` in the portal's loop and wait for its result, in this thread."""
+    call = _Call(work)
+    future = portal.start_task_soon(call.run)
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        # Ctrl-C here: stop the work as asyncio.run stops its task, let it account for
+        # itself (a bulk call's audit lines and on_interrupt), then go on interrupting.
+        # A second Ctrl-C stops the waiting, not the cleanup.
+        with contextlib.suppress(RuntimeError):  # the portal stopped meanwhile
+            portal.call(call.cancel)
+        concurrent.futures.wait([future])
+        raise
+    except concurrent.futures.CancelledError:
+        # The portal cancelled it: the client was closed (by another thread) meanwhile.
+        raise ConfigurationError(f"{_CLOSED} (it was closed during this call)") from None
+
+
+async def _feed(
+    open_stream: Callable[[], AsyncGenerator[T, None]], out: ObjectSendStream[T]
+) -> None:
+    """Iterate the async stream in one task (its task groups span its yields), handing on each."""
+    async with out, contextlib.aclosing(open_stream()) as items:
+        async for item in items:
+            await out.send(item)  # no buffer: waits for the consumer, which paces the work
+
+
+class _Running:
+    """The parts of a started loop thread, and the process that started it."""
+
+    def __init__(self, on_close: Callable[[], Awaitable[None]]) -> None:
+        self.pid = os.getpid()
+        self.on_close = on_close
+        self.portal: BlockingPortal | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_requested: anyio.Event | None = None
+        self.failure: BaseException | None = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, name="convoso-sync-loop", daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            anyio.run(self._main, backend="asyncio")
+        except BaseException as exc:
+            if self.ready.is_set():
+                raise
+            self.failure = exc
+            self.ready.set()
+
+    async def _main(self) -> None:
+        async with BlockingPortal() as portal:
+            self.loop = asyncio.get_running_loop()
+            self.stop_requested = anyio.Event()
+            self.portal = portal
+            self.ready.set()
+            await self.stop_requested.wait()
+            await portal.stop(cancel_remaining=True)
+        # Every call has ended: close the pool's connections here, in the loop they belong to.
+        await self.on_close()
+
+    def request_stop(self) -> None:
+        """Ask the loop to wind down (from any thread, without waiting); not in a forked child."""
+        if self.pid != os.getpid() or self.loop is None or self.stop_requested is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has already closed
+            self.loop.call_soon_threadsafe(self.stop_requested.set)
+
+
+class LoopThread:
+    """The event loop a `Convoso` family runs on: started on first use, stopped by `close`.
+
+    ``on_close`` closes the client's pool; it runs in the loop as the loop stops.
+    """
+
+    def __init__(self, on_close: Callable[[], Awaitable[None]]) -> None:
+        self._on_close = on_close
+        self._lock = threading.Lock()
+        self._running: _Running | None = None
+        self._closed = False
+        self._finalizer: weakref.finalize[[], LoopThread] | None = None
+        _LOOPS.add(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "idle" if self._running is None else "running"
+        return f"<LoopThread {state}>"
+
+    def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work()`` in the loop; its result, or what it raised, in this thread."""
+        return _wait(self._portal(), work)
+
+    def iterate(self, open_stream: Callable[[], AsyncGenerator[T, None]]) -> Iterator[T]:
+        """The items of the async generator ``open_stream()``, as a plain iterator.
+
+        Lazy: nothing starts until the first item is asked for. The generator
+        runs in one task of the loop and hands over one item at a time. Closed
+        early (``break``, ``close()``, Ctrl-C), it is cancelled at once and this
+        waits until it has ended.
+        """
+        portal = self._portal()
+        send, receive = anyio.create_memory_object_stream[T](max_buffer_size=0)
+        producer = _Call(lambda: _feed(open_stream, send))
+        done = portal.start_task_soon(producer.run)
+        try:
+            while True:
+                try:
+                    item = _wait(portal, receive.receive)
+                except anyio.EndOfStream:
+                    break
+                yield item
+            done.result()  # what stopped the stream early, if anything (a bad argument, say)
+        finally:
+            if not done.done():
+                with contextlib.suppress(RuntimeError):
+                    portal.call(producer.cancel)
+                concurrent.futures.wait([done])
+            receive.close()
+
+    def close(self) -> None:
+        """Cancel the calls still running, close the client's pool, stop the thread.
+
+        Safe to call more than once, from any thread. In a forked child, only
+        marks the loop closed: the thread and connections are the parent's.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            running = self._running
+        if running is None or running.pid != os.getpid():
+            return
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        running.request_stop()
+        if threading.current_thread() is not running.thread:  # not from a callback of its own
+            running.thread.join(STOP_TIMEOUT)
+
+    def _portal(self) -> BlockingPortal:
+        with self._lock:
+            if self._closed:
+                raise ConfigurationError(_CLOSED)
+            running = self._running
+            if running is None:
+                running = self._running = self._start()
+        if running.pid != os.getpid():
+            raise ConfigurationError(
+                f"this Convoso was first used in process {running.pid}, and this is a child "
+                f"forked from it ({os.getpid()}): its event loop thread and connections stayed "
+                "in the parent. Create the Convoso in the child (Celery: in the task, or a "
+                "worker_process_init handler), or create it before the fork and use it only "
+                "in the children"
+            )
+        if threading.current_thread() is running.thread:
+            raise RuntimeError(
+                "a Convoso call from inside one of its own callbacks (on_progress, "
+                "on_interrupt) would wait for itself: record what you need and call after"
+            )
+        assert running.portal is not None
+        return running.portal
+
+    def _start(self) -> _Running:
+        running = _Running(self._on_close)
+        running.thread.start()
+        if not running.ready.wait(START_TIMEOUT):
+            raise RuntimeError(f"the Convoso event loop thread did not start in {START_TIMEOUT}s")
+        if running.failure is not None:
+            raise running.failure
+        # Nobody refers to this loop any more (every client and copy is gone): wind it down.
+        self._finalizer = weakref.finalize(self, running.request_stop)
+        self._finalizer.atexit = False
+        return running
