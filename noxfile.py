@@ -30,7 +30,7 @@ PYTHON = "3.11"
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 OLDEST, NEWEST = PYTHONS[0], PYTHONS[-1]
 #: Every extra a user may install (the matrix and the floors test them all).
-EVERY_EXTRA = ".[test,aiohttp,redis,cli]"
+EVERY_EXTRA = ".[test,aiohttp,redis,cli,otel]"
 
 
 def _pyenv_pythons_on_path() -> None:
