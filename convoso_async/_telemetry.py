@@ -394,8 +394,8 @@ class BulkCall:
         ``error`` is the exception leaving the call (a cancellation: the batch was
         interrupted). Only the first call counts.
         """
-        if self._finished:
-            return
+        if self._finished or (self._span is None and self._instruments is None):
+            return  # ended already, or `NOT_OBSERVED` (shared: never changed)
         self._finished = True
         if self._instruments is not None:
             for bucket, count in counts.items():
@@ -455,14 +455,20 @@ _BREAKER_STATES = ("closed", "open", "half-open")
 _numbers = itertools.count(1)
 
 
+# The SDK reads the gauges from its exporting thread: registrations and reads take turns.
+_watch_lock = threading.Lock()
+
+
 def watch_breaker(breaker: object) -> None:
     """Report ``breaker.state`` in the ``convoso.circuit_breaker.state`` gauge."""
-    _breakers[breaker] = next(_numbers)
+    with _watch_lock:
+        _breakers[breaker] = next(_numbers)
 
 
 def watch_limiter(limiter: object, attributes: Attributes) -> None:
     """Report ``limiter.rate`` in the ``convoso.rate_limiter.rate`` gauge, with ``attributes``."""
-    _limiters[limiter] = {**attributes, "convoso.rate_limiter.id": next(_numbers)}
+    with _watch_lock:
+        _limiters[limiter] = {**attributes, "convoso.rate_limiter.id": next(_numbers)}
 
 
 def breaker_changed(breaker: object, state: str, attributes: Attributes) -> None:
@@ -485,13 +491,17 @@ def breaker_changed(breaker: object, state: str, attributes: Attributes) -> None
 
 def _observe_rates(options: CallbackOptions) -> Iterable[Observation]:
     observation = _api("metrics").Observation
-    return [observation(float(limiter.rate), dict(a)) for limiter, a in list(_limiters.items())]
+    with _watch_lock:
+        limiters = list(_limiters.items())
+    return [observation(float(limiter.rate), dict(a)) for limiter, a in limiters]
 
 
 def _observe_breakers(options: CallbackOptions) -> Iterable[Observation]:
     observation = _api("metrics").Observation
     points = []
-    for breaker, identity in list(_breakers.items()):
+    with _watch_lock:
+        breakers = list(_breakers.items())
+    for breaker, identity in breakers:
         now = breaker.state
         for state in _BREAKER_STATES:
             attributes = {

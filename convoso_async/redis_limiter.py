@@ -81,7 +81,7 @@ except ImportError as exc:
 else:
     _missing_redis = None
 
-from convoso_async import _telemetry as telemetry
+from convoso_async import _telemetry
 from convoso_async._checks import check_count, check_number
 from convoso_async._defaults import (
     AUTO_RATE_CEILING,
@@ -401,7 +401,7 @@ class RedisRateLimiter:
         # Whether this outage's first 429 that could not be shared was logged.
         self._unshared_logged = False
         if self.adaptive:
-            telemetry.watch_limiter(
+            _telemetry.watch_limiter(
                 self, {"convoso.rate_limiter.kind": "redis", "convoso.rate_limiter.key": self.key}
             )
 
