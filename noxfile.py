@@ -142,7 +142,8 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Every benchmark script, each printing its table.
 
-    ``startup`` and ``bulk_throughput`` run last: they exit non-zero when a target fails,
+    ``startup``, ``otel_overhead`` and ``bulk_throughput`` run last: they exit non-zero when a
+    target fails,
     which fails the session without skipping the other scripts.
     """
     session.install("-e", ".[bench]")
@@ -151,6 +152,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/redis_limiter.py")
     session.run("python", "benchmarks/adaptive_rate.py")
     session.run("python", "benchmarks/startup.py")
+    session.run("python", "benchmarks/otel_overhead.py")
     session.run("python", "benchmarks/bulk_throughput.py", *session.posargs)
 
 

@@ -18,8 +18,8 @@ shared 2-core box: a ratio from one round compares runs seconds apart). Targets:
 two modes within 3% of ``no OTel`` (PASS/FAIL); the SDK's cost is reported, not judged.
 Exits 1 if a target fails or a request failed.
 
-    python benchmarks/otel_overhead.py               # 9 rounds, about 2 minutes
-    python benchmarks/otel_overhead.py --rounds 15
+    python benchmarks/otel_overhead.py               # 15 rounds, about 4 minutes
+    python benchmarks/otel_overhead.py --rounds 5    # a quicker, noisier look
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def report(runs: dict[str, list[dict[str, Any]]]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=9, help="rounds of every mode (default 9)")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of every mode (default 15)")
     parser.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
