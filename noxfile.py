@@ -142,9 +142,8 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Every benchmark script, each printing its table.
 
-    ``startup``, ``otel_overhead`` and ``bulk_throughput`` run last: they exit non-zero when a
-    target fails,
-    which fails the session without skipping the other scripts.
+    ``startup``, ``otel_overhead`` and ``bulk_throughput`` run last: they exit non-zero when
+    a target fails, which fails the session without skipping the other scripts.
     """
     session.install("-e", ".[bench]")
     for script in ("rate_accuracy", "decode"):
