@@ -30,7 +30,7 @@ PYTHON = "3.11"
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 OLDEST, NEWEST = PYTHONS[0], PYTHONS[-1]
 #: Every extra a user may install (the matrix and the floors test them all).
-EVERY_EXTRA = ".[test,aiohttp,redis,cli]"
+EVERY_EXTRA = ".[test,aiohttp,redis,cli,otel]"
 
 
 def _pyenv_pythons_on_path() -> None:
@@ -142,8 +142,8 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Every benchmark script, each printing its table.
 
-    ``startup`` and ``bulk_throughput`` run last: they exit non-zero when a target fails,
-    which fails the session without skipping the other scripts.
+    ``startup``, ``otel_overhead`` and ``bulk_throughput`` run last: they exit non-zero when
+    a target fails, which fails the session without skipping the other scripts.
     """
     session.install("-e", ".[bench]")
     for script in ("rate_accuracy", "decode"):
@@ -151,6 +151,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/redis_limiter.py")
     session.run("python", "benchmarks/adaptive_rate.py")
     session.run("python", "benchmarks/startup.py")
+    session.run("python", "benchmarks/otel_overhead.py")
     session.run("python", "benchmarks/bulk_throughput.py", *session.posargs)
 
 

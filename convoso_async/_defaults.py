@@ -118,3 +118,10 @@ REDIS_ADAPTIVE_STATE_TTL = 86400
 DEMO_CAMPAIGNS = 3000
 DEMO_LATENCY = 0.02
 DEMO_CONCURRENCY = 32
+
+# -- OpenTelemetry (only when the application configured a provider) --
+
+#: A wait for the pause gate and the rate limiter before an attempt at least this long
+#: (seconds) becomes a ``convoso.rate_limit.wait`` event on the API call's span; shorter
+#: waits are the pacing working as meant, and an event each would bury the others.
+TELEMETRY_WAIT_EVENT = 0.5

@@ -82,6 +82,7 @@ except ImportError as exc:
 else:
     _missing_redis = None
 
+from convoso_async import _telemetry
 from convoso_async._checks import check_count, check_number
 from convoso_async._defaults import (
     AUTO_RATE_CEILING,
@@ -411,6 +412,10 @@ class RedisRateLimiter:
         self._retry_at = -math.inf
         # Whether this outage's first 429 that could not be shared was logged.
         self._unshared_logged = False
+        if self.adaptive:
+            _telemetry.watch_limiter(
+                self, {"convoso.rate_limiter.kind": "redis", "convoso.rate_limiter.key": self.key}
+            )
 
     def _attach(self, redis: object) -> None:
         """Where the limiter talks: a URL (its own client) or the caller's asyncio client."""
@@ -570,6 +575,12 @@ class RedisRateLimiter:
                 before,
                 after,
                 self.period,
+                extra={
+                    "key": self.key,
+                    "rate_before": before,
+                    "rate": after,
+                    "period": self.period,
+                },
             )
 
     def on_success(self) -> None:
@@ -590,6 +601,7 @@ class RedisRateLimiter:
                 self.key,
                 rate,
                 self.period,
+                extra={"key": self.key, "rate": rate, "period": self.period},
             )
             self._logged = rate
 
@@ -662,6 +674,10 @@ class RedisRateLimiter:
     def _where(self) -> str:
         return f"Redis at {self._server} (rate limiter key {self.key!r})"
 
+    def _fields(self) -> dict[str, object]:
+        """A log record's fields saying which limiter: its Redis (no password) and key."""
+        return {"server": self._server, "key": self.key}
+
     def _explain(self, exc: BaseException) -> Failure:
         return explain(exc, timeout=self.timeout, acl=self.acl_rules, scrub=self._secrets)
 
@@ -686,9 +702,15 @@ class RedisRateLimiter:
                 self.fallback,
                 self.retry_interval,
                 advice,
+                extra={**self._fields(), "error": failure.what, "fallback": repr(self.fallback)},
             )
         else:
-            logger.debug("%s still fails: %s", self._where(), failure.what)
+            logger.debug(
+                "%s still fails: %s",
+                self._where(),
+                failure.what,
+                extra={**self._fields(), "error": failure.what},
+            )
         self._down = True
         self._retry_at = time.monotonic() + self.retry_interval
         self._last_error = f"{self._where()} {failure.what}{advice}"
@@ -698,13 +720,16 @@ class RedisRateLimiter:
         self._unshared_logged = False
         if self._down:
             self._down = False
-            logger.info("%s answers again; back to the shared rate", self._where())
+            logger.info(
+                "%s answers again; back to the shared rate", self._where(), extra=self._fields()
+            )
 
     def _log_unshared(self, retry_after: float | None, why: str) -> None:
         """A 429 paused only this process: say so once per outage, at WARNING."""
         pause = "" if retry_after is None else f" (Retry-After {retry_after:g}s)"
+        fields = {**self._fields(), "retry_after": retry_after, "error": why}
         if self._unshared_logged:
-            logger.debug("%s: a 429%s was not shared: %s", self._where(), pause, why)
+            logger.debug("%s: a 429%s was not shared: %s", self._where(), pause, why, extra=fields)
             return
         self._unshared_logged = True
         logger.warning(
@@ -713,6 +738,7 @@ class RedisRateLimiter:
             self._where(),
             pause,
             why,
+            extra=fields,
         )
 
     def _error(self, message: str) -> RateLimiterUnavailableError:

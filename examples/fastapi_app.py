@@ -20,6 +20,13 @@ every worker one shared budget instead: pass
 ``rate_limit=RedisRateLimiter("redis://127.0.0.1:6379/0", rate=10)`` (from
 ``convoso_async.redis_limiter``) in a `create_app` ``client_factory``.
 
+Tracing is on when OpenTelemetry is installed (``pip install 'convoso-async[otel]'
+opentelemetry-sdk``): each request of the app is a SERVER span, and the library's spans
+(the bulk call, each API call, each HTTP attempt) are its children, with no code of
+ours. The app only opens the request's span; the application (not the library)
+chooses the exporter: ``CONVOSO_EXAMPLE_TRACES=console`` prints every span to stdout,
+and under ``opentelemetry-instrument`` the exporter configured there receives them.
+
 Models and results go out through their ``to_dict()``: plain JSON types, the
 same shape as the CLI's ``--json``, so FastAPI encodes them as they are (an
 attrs model returned directly would not serialise). The bulk endpoint answers
@@ -32,15 +39,21 @@ validated before anything is sent (422).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, StringConstraints
 
 from convoso_async import AsyncConvoso, AuthenticationError, ConfigurationError, ConvosoError
+
+try:  # the otel extra: with it, every request is a span holding the library's spans
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind, TracerProvider
+except ImportError:  # pragma: no cover - the app runs untraced
+    trace = None  # type: ignore[assignment]
 
 ClientFactory = Callable[[], AsyncConvoso]
 #: Bounds one request's work; larger jobs belong in a queue, not an HTTP call.
@@ -78,8 +91,46 @@ def get_convoso(request: Request) -> AsyncConvoso:
 Convoso = Annotated[AsyncConvoso, Depends(get_convoso)]
 
 
-def create_app(client_factory: ClientFactory | None = None) -> FastAPI:
-    """The app; ``client_factory`` (default: `client_from_env`) makes its one client."""
+def console_tracing() -> None:
+    """Print every span to stdout: the application's choice of exporter, made here.
+
+    The SDK, not the API: ``pip install opentelemetry-sdk``.
+    """
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    provider = SdkTracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+def trace_requests(app: FastAPI, tracer_provider: TracerProvider | None = None) -> None:
+    """Run every request of ``app`` in a SERVER span: the parent of the library's spans."""
+    tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+
+    @app.middleware("http")
+    async def traced(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        name = f"{request.method} {request.url.path}"
+        attributes = {"http.request.method": request.method, "url.path": request.url.path}
+        with tracer.start_as_current_span(
+            name, kind=SpanKind.SERVER, attributes=attributes
+        ) as span:
+            response = await call_next(request)
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+
+def create_app(
+    client_factory: ClientFactory | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """The app; ``client_factory`` (default: `client_from_env`) makes its one client.
+
+    ``tracer_provider``: the request spans' (default: OpenTelemetry's global one).
+    """
     make_client = client_factory or client_from_env
 
     @asynccontextmanager
@@ -89,6 +140,8 @@ def create_app(client_factory: ClientFactory | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="Convoso campaigns", lifespan=lifespan)
+    if trace is not None:
+        trace_requests(app, tracer_provider)
 
     @app.exception_handler(ConvosoError)
     async def upstream_failed(request: Request, error: Exception) -> JSONResponse:
@@ -121,4 +174,6 @@ def create_app(client_factory: ClientFactory | None = None) -> FastAPI:
     return app
 
 
+if os.environ.get("CONVOSO_EXAMPLE_TRACES") == "console":
+    console_tracing()
 app = create_app()

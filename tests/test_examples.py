@@ -272,6 +272,47 @@ async def test_the_default_client_comes_from_the_environment(
                 pass
 
 
+@pytest.mark.asyncio
+async def test_with_tracing_each_request_span_holds_the_librarys_spans() -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from convoso_async import _telemetry
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    fake = FakeConvoso(campaigns=4)
+    with _telemetry.use_providers(provider, None):  # the global provider, in a real app
+        async with fake.serve() as url:
+            app = fastapi_app.create_app(
+                lambda: AsyncConvoso(fake.TOKEN, base_url=url), tracer_provider=provider
+            )
+            transport = httpx.ASGITransport(app=app)
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=transport, base_url="http://app.test") as http,
+            ):
+                response = await http.post(
+                    "/campaigns/bulk-status",
+                    json={"campaign_ids": ["1001", "1002"], "active": False},
+                )
+    assert response.status_code == 200
+    spans = {s.context.span_id: s for s in exporter.get_finished_spans()}
+    names = {s.name: s for s in spans.values()}
+    request = names["POST /campaigns/bulk-status"]
+    bulk = names["campaigns.set_status_many"]
+    assert bulk.parent is not None
+    assert bulk.parent.span_id == request.context.span_id
+    assert (request.attributes or {})["http.response.status_code"] == 200
+    statuses = [s for s in spans.values() if s.name == "campaigns.status"]
+    assert len(statuses) == 2
+    assert all(s.parent is not None and s.parent.span_id == bulk.context.span_id for s in statuses)
+    assert len([s for s in spans.values() if s.name == "POST"]) == 2
+
+
 # --- the bulk scripts ------------------------------------------------------------------------
 
 

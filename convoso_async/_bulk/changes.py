@@ -21,6 +21,7 @@ from typing import Any, Literal
 import anyio
 import attrs
 
+from convoso_async import _telemetry as telemetry
 from convoso_async._errors import (
     AuthenticationError,
     BatchError,
@@ -34,7 +35,16 @@ from convoso_async._models import Campaign
 
 from . import executor as bulk
 
-__all__ = ["BatchProgress", "BatchResult", "StatusOutcome", "apply", "error_to_dict", "stream"]
+__all__ = [
+    "BatchProgress",
+    "BatchResult",
+    "StatusOutcome",
+    "apply",
+    "error_to_dict",
+    "report",
+    "result_counts",
+    "stream",
+]
 
 SendStatus = Callable[[str, bool, AttemptCounter], Awaitable[None]]
 Search = Callable[[], Awaitable[list[Campaign]]]
@@ -247,19 +257,26 @@ class _Halted(Exception):
     """Raised instead of sending once the batch met a batch-fatal answer."""
 
 
-def _audit(campaign_id: str, active: bool, outcome: str, attempts: int, **extra: object) -> None:
+def _audit(campaign_id: str, active: bool, outcome: str, attempts: int, **detail: str) -> None:
+    """One campaign's final outcome, on the audit logger: each ``key=value`` also a field."""
     if not audit_logger.isEnabledFor(logging.INFO):
         return
     wanted = "active" if active else "inactive"
-    detail = "".join(f" {key}={value}" for key, value in extra.items())
     audit_logger.info(
         "campaign=%s wanted=%s outcome=%s attempts=%d%s",
         campaign_id,
         wanted,
         outcome,
         attempts,
-        detail,
-        extra={"campaign_id": campaign_id, "wanted_active": active, "outcome": outcome},
+        "".join(f" {key}={value}" for key, value in detail.items()),
+        extra={
+            "campaign_id": campaign_id,
+            "wanted": wanted,
+            "wanted_active": active,
+            "outcome": outcome,
+            "attempts": attempts,
+            **detail,
+        },
     )
 
 
@@ -272,9 +289,17 @@ class _Sender:
     not yet sent settle at once with that same error and no attempt.
     """
 
-    def __init__(self, targets: Mapping[str, bool], send: SendStatus) -> None:
+    def __init__(
+        self,
+        targets: Mapping[str, bool],
+        send: SendStatus,
+        observed: telemetry.BulkCall = telemetry.NOT_OBSERVED,
+    ) -> None:
         self._targets = targets
         self._send = send
+        self._observed = observed
+        #: Outcomes settled so far, by bucket (a stream's span reports them at its end).
+        self.counts: dict[str, int] = dict.fromkeys(_STREAM_BUCKETS, 0)
         self._counters: dict[str, AttemptCounter] = {}
         # Answers received but not yet settled (a stream's consumer is behind).
         self._finished: dict[str, Exception | None] = {}
@@ -286,7 +311,8 @@ class _Sender:
         if self.fatal is not None:
             raise _Halted
         try:
-            await self._send(campaign_id, self._targets[campaign_id], counter)
+            with self._observed.current():
+                await self._send(campaign_id, self._targets[campaign_id], counter)
         except Exception as error:
             self._finished[campaign_id] = error
             if self.fatal is None and isinstance(error, BATCH_FATAL):
@@ -296,6 +322,7 @@ class _Sender:
                 logger.error(
                     "stopping the batch: %s; the campaigns not yet sent will not be sent",
                     error,
+                    extra={"campaign_id": campaign_id, "error": type(error).__name__},
                 )
             raise
         self._finished[campaign_id] = None
@@ -308,13 +335,17 @@ class _Sender:
         if isinstance(error, _Halted):
             error = self.fatal
         if error is None:
-            _audit(campaign_id, active, "succeeded", tries)
+            bucket = "succeeded"
+            _audit(campaign_id, active, bucket, tries)
         elif tries == 0:
-            _audit(campaign_id, active, "not_sent", 0, error=type(error).__name__)
+            bucket = "not_sent"
+            _audit(campaign_id, active, bucket, 0, error=type(error).__name__)
             if self.first_unsent is None:
                 self.first_unsent = error
         else:
-            _audit(campaign_id, active, "failed", tries, error=type(error).__name__)
+            bucket = "failed"
+            _audit(campaign_id, active, bucket, tries, error=type(error).__name__)
+        self.counts[bucket] += 1
         return StatusOutcome(campaign_id, active, error, tries)
 
     def answered(self) -> list[bulk.Outcome[str, None]]:
@@ -352,7 +383,13 @@ class _Sender:
                 unsent[campaign_id] = NotSentError(why, reason=reason, campaign_id=campaign_id)
         for campaign_id in unsent:
             _audit(campaign_id, self._targets[campaign_id], "not_sent", 0, reason=reason)
+        self.counts["unknown"] += len(unknown)
+        self.counts["not_sent"] += len(unsent)
         return unknown, unsent
+
+    def stopped_by(self) -> Exception | None:
+        """What stopped the batch early by itself: a batch-fatal answer, an open breaker."""
+        return self.fatal or self.first_unsent
 
 
 class _Tally:
@@ -387,7 +424,10 @@ class _Tally:
         except Exception:
             # A broken progress display must not abort the batch and lose the
             # accounting of campaigns already changed: report it once, go on.
-            logger.exception("on_progress raised; progress reports are off for this batch")
+            logger.exception(
+                "on_progress raised; progress reports are off for this batch",
+                extra={"callback": "on_progress"},
+            )
             self._on_progress = None
 
     def record(self, outcome: bulk.Outcome[str, None]) -> None:
@@ -468,6 +508,7 @@ class _Tally:
 async def apply(
     targets: Mapping[str, bool],
     *,
+    operation: str,
     send: SendStatus,
     search: Search,
     max_concurrency: int,
@@ -483,32 +524,101 @@ async def apply(
     stops and the partial result comes back (in-flight ids ``unknown``, the
     rest ``not_sent``). When the calling task is cancelled (or interrupted),
     every id gets its audit line, ``on_interrupt`` receives the partial
-    result, and the cancellation goes on.
+    result, and the cancellation goes on. ``operation`` names the public call
+    (its span, when OpenTelemetry traces).
     """
-    tally = _Tally(targets, _Sender(targets, send), on_progress)
-    try:
-        with anyio.move_on_after(math.inf if deadline is None else deadline) as scope:
-            to_send = list(targets)
-            if skip_unchanged or dry_run:
-                to_send = tally.preflight(await search(), skip_unchanged=skip_unchanged)
-            if dry_run:
-                return tally.plan(to_send)
-            await bulk.run_all(
-                to_send,
-                tally.sender.change,
+    options: dict[str, Any] = {
+        "convoso.bulk.total": len(targets),
+        "convoso.bulk.max_concurrency": max_concurrency,
+        "convoso.bulk.skip_unchanged": skip_unchanged,
+        "convoso.bulk.dry_run": dry_run,
+    }
+    if deadline is not None:
+        options["convoso.bulk.deadline"] = deadline
+    with telemetry.bulk_call(operation, options) as observed:
+        tally = _Tally(targets, _Sender(targets, send, observed), on_progress)
+        try:
+            result = await _run(
+                tally,
+                search=search,
                 max_concurrency=max_concurrency,
-                on_outcome=tally.record,
+                skip_unchanged=skip_unchanged,
+                dry_run=dry_run,
+                deadline=deadline,
             )
-    except BaseException as exc:
-        if isinstance(exc, Exception):
-            raise  # a failure of the batch itself (the pre-flight search, say)
-        # Cancelled, interrupted: account for every id, then let it go on.
-        _tell(on_interrupt, tally.result(stopped="interrupted"))
-        raise
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                raise  # a failure of the batch itself (the pre-flight search, say)
+            # Cancelled, interrupted: account for every id, then let it go on.
+            result = tally.result(stopped="interrupted")
+            _tell(on_interrupt, result)
+            observed.finish(result_counts(result), error=exc)
+            raise
+        report(observed, result)
+        return result
+
+
+async def _run(
+    tally: _Tally,
+    *,
+    search: Search,
+    max_concurrency: int,
+    skip_unchanged: bool,
+    dry_run: bool,
+    deadline: float | None,
+) -> BatchResult:
+    """`apply`'s work: the pre-flight search, then the changes, within the deadline."""
+    with anyio.move_on_after(math.inf if deadline is None else deadline) as scope:
+        to_send = list(tally.targets)
+        if skip_unchanged or dry_run:
+            to_send = tally.preflight(await search(), skip_unchanged=skip_unchanged)
+        if dry_run:
+            return tally.plan(to_send)
+        await bulk.run_all(
+            to_send,
+            tally.sender.change,
+            max_concurrency=max_concurrency,
+            on_outcome=tally.record,
+        )
     if scope.cancelled_caught:
-        logger.warning("the batch's deadline of %gs passed: stopping it", deadline)
+        logger.warning(
+            "the batch's deadline of %gs passed: stopping it",
+            deadline,
+            extra={"deadline": deadline},
+        )
         return tally.result(stopped="deadline")
     return tally.result()
+
+
+#: The buckets of a stream of outcomes (a stream skips nothing).
+_STREAM_BUCKETS = ("succeeded", "failed", "not_sent", "unknown")
+
+
+def report(observed: telemetry.BulkCall, result: BatchResult) -> None:
+    """End a bulk call's span with ``result``: each bucket's count, retries, what stopped it."""
+    observed.finish(
+        result_counts(result),
+        stopped_by=_name(result.stopped_by),
+        extra={"convoso.bulk.retries": result.retries},
+    )
+
+
+def result_counts(result: BatchResult) -> dict[str, int]:
+    """How many ids each bucket of ``result`` holds (and, for a dry run, how many are planned)."""
+    counts = {
+        "succeeded": len(result.succeeded),
+        "failed": len(result.failed),
+        "skipped": len(result.skipped),
+        "not_sent": len(result.not_sent),
+        "unknown": len(result.unknown),
+    }
+    if result.dry_run:
+        counts["planned"] = len(result.planned)
+    return counts
+
+
+def _name(error: BaseException | None) -> str | None:
+    return None if error is None else type(error).__name__
 
 
 def _tell(on_interrupt: Callable[[BatchResult], None] | None, result: BatchResult) -> None:
@@ -516,19 +626,25 @@ def _tell(on_interrupt: Callable[[BatchResult], None] | None, result: BatchResul
         try:
             on_interrupt(result)
         except Exception:
-            logger.exception("on_interrupt raised")
+            logger.exception("on_interrupt raised", extra={"callback": "on_interrupt"})
 
 
 async def stream(
-    targets: Mapping[str, bool], *, send: SendStatus, max_concurrency: int
+    targets: Mapping[str, bool], *, operation: str, send: SendStatus, max_concurrency: int
 ) -> AsyncGenerator[StatusOutcome, None]:
     """Send every change of ``targets``, yielding a `StatusOutcome` as each completes.
 
     At the consumer's pace (see `bulk.stream`). Closed or cancelled early,
-    the ids in flight get an ``outcome=unknown`` audit line.
+    the ids in flight get an ``outcome=unknown`` audit line. ``operation``
+    names the public call (its span, when OpenTelemetry traces; a generator
+    cannot hold it current across its yields, so each worker enters it).
     """
-
-    sender = _Sender(targets, send)
+    observed = telemetry.bulk_call(
+        operation,
+        {"convoso.bulk.total": len(targets), "convoso.bulk.max_concurrency": max_concurrency},
+    )
+    sender = _Sender(targets, send, observed)
+    ended: BaseException | None = None
     try:
         # `async for` alone would not close the inner generator when we are
         # closed early; aclosing does, in this task, which cancels its work.
@@ -537,11 +653,21 @@ async def stream(
         ) as outcomes:
             async for outcome in outcomes:
                 yield sender.settle(outcome)
+    except BaseException as exc:
+        ended = exc
+        raise
     finally:
         # Answers the consumer never took still get their true audit line.
         for outcome in sender.answered():
             sender.settle(outcome)
         sender.stop((), "interrupted")
+        if isinstance(ended, GeneratorExit):
+            # The consumer left early (a `break` in `aclosing`): its choice, not a failure.
+            observed.finish(sender.counts, extra={"convoso.bulk.stopped_by": "closed"})
+        elif ended is not None:
+            observed.finish(sender.counts, error=ended)
+        else:
+            observed.finish(sender.counts, stopped_by=_name(sender.stopped_by()))
 
 
 # Public names report the package, where users import them from (as httpx's do).

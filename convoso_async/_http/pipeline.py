@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from convoso_async import _telemetry as telemetry
 from convoso_async._defaults import DEFAULT_BASE_URL
 from convoso_async._errors import (
     APIConnectionError,
@@ -164,6 +165,9 @@ class Pipeline:
             )
 
         def on_retry(error: BaseException, retry_number: int, delay: float) -> None:
+            observed = telemetry.active()
+            if observed is not None:
+                observed.retrying(error, retry_number, delay)
             logger.info(
                 "retrying POST %s%s in %.2fs after %s (retry %d of %d)",
                 path,
@@ -172,6 +176,15 @@ class Pipeline:
                 type(error).__name__,
                 retry_number,
                 policy.max_retries,
+                extra={
+                    "method": "POST",
+                    "path": path,
+                    "campaign_id": campaign_id,
+                    "delay": delay,
+                    "error": type(error).__name__,
+                    "retry": retry_number,
+                    "max_retries": policy.max_retries,
+                },
             )
 
         return await policy.call(attempt, on_retry=on_retry, guard=self.guard)
@@ -189,6 +202,18 @@ class Pipeline:
         # Make the pool (an SSL context takes tens of ms) before taking a
         # slot, so the first request is not late against its grant.
         pool.prepare()
+        observed = telemetry.active()
+        if observed is None:
+            await self._wait_turn()
+            return await self._exchange(pool, url, path, body, limits, campaign_id, number, None)
+        waiting = time.perf_counter()
+        await self._wait_turn()
+        observed.waited(time.perf_counter() - waiting, number)
+        with observed.attempt(url, number, campaign_id) as note:
+            return await self._exchange(pool, url, path, body, limits, campaign_id, number, note)
+
+    async def _wait_turn(self) -> None:
+        """Wait out any client-wide pause, then take a slot from the rate limiter."""
         await self.pause.wait()
         if self.limiter is not None:
             await self.limiter.acquire()
@@ -198,36 +223,69 @@ class Pipeline:
             while self.pause.remaining > 0:
                 await self.pause.wait()
                 await self.limiter.acquire()
+
+    async def _exchange(
+        self,
+        pool: Pool,
+        url: str,
+        path: str,
+        body: bytes,
+        limits: tuple[float, int],
+        campaign_id: str | None,
+        number: int,
+        note: telemetry.Attempt | None,
+    ) -> dict[str, Any]:
+        """Send the request, decode the answer, map a failure (``note`` hears the status)."""
         started = time.perf_counter()
         try:
             response = await pool.post(url, body, *limits)
         except SendError as exc:
             error = self._network_error(exc, path, campaign_id)
             if logger.isEnabledFor(logging.DEBUG):
+                elapsed = time.perf_counter() - started
                 logger.debug(
                     "POST %s%s failed after %.1fms (attempt %d): %s",
                     path,
                     _about(campaign_id),
-                    (time.perf_counter() - started) * 1000,
+                    elapsed * 1000,
                     number,
                     type(error).__name__,
+                    extra={
+                        "method": "POST",
+                        "path": path,
+                        "campaign_id": campaign_id,
+                        "elapsed": elapsed,
+                        "attempt": number,
+                        "error": type(error).__name__,
+                    },
                 )
             raise error from None
+        status = response.status_code
+        if note is not None:
+            note.answered(status)
         if logger.isEnabledFor(logging.DEBUG):
+            elapsed = time.perf_counter() - started
             logger.debug(
                 "POST %s%s -> %d in %.1fms (attempt %d)",
                 path,
                 _about(campaign_id),
-                response.status_code,
-                (time.perf_counter() - started) * 1000,
+                status,
+                elapsed * 1000,
                 number,
+                extra={
+                    "method": "POST",
+                    "path": path,
+                    "campaign_id": campaign_id,
+                    "status_code": status,
+                    "elapsed": elapsed,
+                    "attempt": number,
+                },
             )
-        status = response.status_code
         if self._feedback is not None and status != 429 and status < 500:
             self._feedback.on_success()
         try:
             return decode_answer(
-                response.status_code,
+                status,
                 response.headers,
                 response.content,
                 path=path,
@@ -239,6 +297,8 @@ class Pipeline:
             if retry_after is not None:
                 # Told to wait: every task of this client waits, not only this one.
                 self.pause.pause_for(retry_after)
+                if note is not None:
+                    note.paused(retry_after)
             if error.status_code == 429 and self._feedback is not None:
                 # The limiter slows down (and a shared one pauses its other processes).
                 await self._feedback.on_throttle(retry_after)

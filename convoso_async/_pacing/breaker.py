@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import time
 
+from convoso_async import _telemetry as telemetry
 from convoso_async._checks import check_count, check_number
 from convoso_async._defaults import (
     BREAKER_COOLDOWN,
@@ -99,7 +100,13 @@ class RetryBudget:
                 "retry budget spent: failed requests are no longer retried until requests "
                 "succeed again (each success gives back %g of a retry)",
                 self.refill,
+                extra={"tokens": self._tokens, "refill": self.refill},
             )
+        telemetry.event(
+            "convoso.retry_budget.refused",
+            {"convoso.retry_budget.tokens": self._tokens},
+            count="refusals",
+        )
         return False
 
     def on_success(self) -> None:
@@ -107,7 +114,10 @@ class RetryBudget:
         self._tokens = min(self.capacity, self._tokens + self.refill)
         if self._empty and self._tokens >= 1.0:
             self._empty = False
-            logger.info("retry budget refilled: failed requests are retried again")
+            logger.info(
+                "retry budget refilled: failed requests are retried again",
+                extra={"tokens": self._tokens, "refill": self.refill},
+            )
 
 
 class CircuitBreaker:
@@ -143,6 +153,7 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probing = False
         self._last_error = ""
+        telemetry.watch_breaker(self)
 
     def __repr__(self) -> str:
         return (
@@ -174,7 +185,11 @@ class CircuitBreaker:
                 retry_in=max(0.0, self.cooldown - waited),
             )
         self._probing = True
-        logger.info("circuit breaker half-open: sending one request to probe the service")
+        logger.info(
+            "circuit breaker half-open: sending one request to probe the service",
+            extra={"state": "half-open"},
+        )
+        telemetry.breaker_changed(self, "half-open", {})
         return True
 
     def abandon(self, probe: bool) -> None:
@@ -188,7 +203,11 @@ class CircuitBreaker:
         if self._opened_at is not None:
             self._opened_at = None
             self._probing = False
-            logger.info("circuit breaker closed: the service answered; sending again")
+            logger.info(
+                "circuit breaker closed: the service answered; sending again",
+                extra={"state": "closed"},
+            )
+            telemetry.breaker_changed(self, "closed", {})
 
     def on_failure(self, error: BaseException, probe: bool) -> None:
         """A network failure, timeout or 5xx: one more in the run; opens at the threshold."""
@@ -203,6 +222,21 @@ class CircuitBreaker:
                 self._failures,
                 self._last_error,
                 self.cooldown,
+                extra={
+                    "state": "open",
+                    "failures": self._failures,
+                    "last_error": self._last_error,
+                    "cooldown": self.cooldown,
+                },
+            )
+            telemetry.breaker_changed(
+                self,
+                "open",
+                {
+                    "convoso.circuit_breaker.failures": self._failures,
+                    "convoso.circuit_breaker.cooldown": self.cooldown,
+                    "error.type": self._last_error,
+                },
             )
 
 

@@ -18,6 +18,7 @@ from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 import anyio
 
+from convoso_async import _telemetry as telemetry
 from convoso_async._checks import check_number
 from convoso_async._defaults import (
     AUTO_RATE_CEILING,
@@ -305,6 +306,7 @@ class AdaptiveLimiter:
         # Grant times of the last period: how many got through before a 429.
         self._recent: deque[float] = deque()
         self._lock = anyio.Lock()
+        telemetry.watch_limiter(self, {"convoso.rate_limiter.kind": "adaptive"})
 
     def __repr__(self) -> str:
         return (
@@ -364,6 +366,12 @@ class AdaptiveLimiter:
             self._low,
             self.period,
             self._target,
+            extra={
+                "rate_before": before,
+                "rate": self._low,
+                "period": self.period,
+                "target": self._target,
+            },
         )
 
     def on_success(self) -> None:
@@ -384,7 +392,12 @@ class AdaptiveLimiter:
         rate = self.rate
         if rate >= self._logged * LOG_RISE_FACTOR:
             self._logged = rate
-            logger.info("adaptive rate raised to %.4g requests per %gs", rate, self.period)
+            logger.info(
+                "adaptive rate raised to %.4g requests per %gs",
+                rate,
+                self.period,
+                extra={"rate": rate, "period": self.period},
+            )
 
 
 def check_rate_bounds(start: object, floor: object, ceiling: object) -> tuple[float, float, float]:

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from convoso_async import _telemetry as telemetry
 from convoso_async._bulk import changes
 from convoso_async._bulk.changes import BatchProgress, BatchResult, StatusOutcome
 from convoso_async._checks import check_callback, check_concurrency, check_flag, check_number
@@ -87,15 +88,17 @@ class Campaigns:
 
             active = [c for c in await convoso.campaigns.search() if c.is_active]
         """
-        payload = await self._client._post(SEARCH_PATH, {})
-        data = payload.get("data")
-        if not isinstance(data, list):
-            found = "nothing" if data is None else type(data).__name__
-            raise ResponseDecodeError(
-                f"Convoso's answer is not of the documented shape: expected a list, got {found}",
-                path="data",
-            )
-        return structure(data, list[Campaign], path="data")
+        with telemetry.api_call("campaigns.search"):
+            payload = await self._client._post(SEARCH_PATH, {})
+            data = payload.get("data")
+            if not isinstance(data, list):
+                found = "nothing" if data is None else type(data).__name__
+                raise ResponseDecodeError(
+                    f"Convoso's answer is not of the documented shape: expected a list, "
+                    f"got {found}",
+                    path="data",
+                )
+            return structure(data, list[Campaign], path="data")
 
     async def set_status(self, campaign_id: str | int, active: bool) -> None:
         """Activate (``True``) or deactivate (``False``) one campaign.
@@ -151,7 +154,8 @@ class Campaigns:
         """
         wanted = check_active(active)
         ids = _check_ids(campaign_ids)
-        return await self.apply_statuses(
+        return await self._apply(
+            "campaigns.set_status_many",
             dict.fromkeys(ids, wanted),
             max_concurrency=max_concurrency,
             on_progress=on_progress,
@@ -187,6 +191,30 @@ class Campaigns:
             wanted = check_active(active)
             if checked.setdefault(key, wanted) != wanted:
                 raise ValueError(f"campaign {key!r} is given both states")
+        return await self._apply(
+            "campaigns.apply_statuses",
+            checked,
+            max_concurrency=max_concurrency,
+            on_progress=on_progress,
+            skip_unchanged=skip_unchanged,
+            dry_run=dry_run,
+            deadline=deadline,
+            on_interrupt=on_interrupt,
+        )
+
+    async def _apply(
+        self,
+        operation: str,
+        checked: dict[str, bool],
+        *,
+        max_concurrency: int | None,
+        on_progress: Callable[[BatchProgress], None] | None,
+        skip_unchanged: bool,
+        dry_run: bool,
+        deadline: float | None,
+        on_interrupt: Callable[[BatchResult], None] | None,
+    ) -> BatchResult:
+        """A bulk change of checked targets; ``operation`` names the public call (its span)."""
         limit = self._concurrency(max_concurrency)
         _check_deadline(deadline)
         check_flag("skip_unchanged", skip_unchanged)
@@ -195,6 +223,7 @@ class Campaigns:
         check_callback("on_interrupt", on_interrupt)
         return await changes.apply(
             checked,
+            operation=operation,
             send=self._send,
             search=self.search,
             max_concurrency=limit,
@@ -230,7 +259,12 @@ class Campaigns:
         ids = _check_ids(campaign_ids)
         limit = self._concurrency(max_concurrency)
         async with contextlib.aclosing(
-            changes.stream(dict.fromkeys(ids, wanted), send=self._send, max_concurrency=limit)
+            changes.stream(
+                dict.fromkeys(ids, wanted),
+                operation="campaigns.iter_set_status",
+                send=self._send,
+                max_concurrency=limit,
+            )
         ) as outcomes:
             async for outcome in outcomes:
                 yield outcome
@@ -242,18 +276,19 @@ class Campaigns:
         )
 
     async def _send(self, campaign_id: str, active: bool, counter: AttemptCounter | None) -> None:
-        payload = await self._client._post(
-            STATUS_PATH,
-            {"campaign_id": campaign_id, "status": "true" if active else "false"},
-            campaign_id=campaign_id,
-            counter=counter,
-        )
-        if payload.get("success") is not True:
-            raise ResponseDecodeError(
-                "Convoso's answer is not of the documented shape: expected true, "
-                f"got {payload.get('success')!r}",
-                path="success",
+        with telemetry.api_call("campaigns.status", campaign_id, active):
+            payload = await self._client._post(
+                STATUS_PATH,
+                {"campaign_id": campaign_id, "status": "true" if active else "false"},
+                campaign_id=campaign_id,
+                counter=counter,
             )
+            if payload.get("success") is not True:
+                raise ResponseDecodeError(
+                    "Convoso's answer is not of the documented shape: expected true, "
+                    f"got {payload.get('success')!r}",
+                    path="success",
+                )
 
 
 def _check_deadline(deadline: object) -> None:

@@ -22,7 +22,8 @@ import sys
 import anyio
 import anyio.abc
 
-from convoso_async._bulk.changes import BatchResult
+from convoso_async import _telemetry as telemetry
+from convoso_async._bulk.changes import BatchResult, report
 from convoso_async._client import AsyncConvoso
 from convoso_async._log import audit_logger
 from convoso_async.schedule import Schedule
@@ -40,10 +41,23 @@ MAX_SLEEP = 60.0
 async def reconcile(
     convoso: AsyncConvoso, schedule: Schedule, at: dt.datetime, *, dry_run: bool = False
 ) -> BatchResult:
-    """Bring the schedule's campaigns to their state at ``at``, skipping unchanged ones."""
-    return await convoso.campaigns.apply_statuses(
-        schedule.desired_states(at), skip_unchanged=True, dry_run=dry_run
-    )
+    """Bring the schedule's campaigns to their state at ``at``, skipping unchanged ones.
+
+    With OpenTelemetry tracing, a ``schedule.apply`` span holds the bulk call's
+    (its outcomes are counted there, once).
+    """
+    targets = schedule.desired_states(at)
+    attributes = {
+        "convoso.schedule.at": at.isoformat(),
+        "convoso.bulk.total": len(targets),
+        "convoso.bulk.dry_run": dry_run,
+    }
+    with telemetry.bulk_call("schedule.apply", attributes, counted=False) as observed:
+        result = await convoso.campaigns.apply_statuses(
+            targets, skip_unchanged=True, dry_run=dry_run
+        )
+        report(observed, result)
+        return result
 
 
 def _parse_at(text: str | None, schedule: Schedule) -> dt.datetime:
