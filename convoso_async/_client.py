@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import httpx2
 
+from . import _telemetry as telemetry
 from ._checks import (
     check_base_url,
     check_concurrency,
@@ -300,7 +301,9 @@ class AsyncConvoso:
         """
         target = check_path(path, self.base_url)
         form = form_fields(fields)
-        return await self._post(target, form, idempotent=check_flag("idempotent", idempotent))
+        repeatable = check_flag("idempotent", idempotent)
+        with telemetry.api_call("convoso.post", endpoint=target):
+            return await self._post(target, form, idempotent=repeatable)
 
     async def _post(
         self,

@@ -322,13 +322,22 @@ class _ApiCall:
 
 
 def api_call(
-    name: str, campaign_id: str | None = None, wanted_active: bool | None = None
+    name: str,
+    campaign_id: str | None = None,
+    wanted_active: bool | None = None,
+    *,
+    endpoint: str | None = None,
 ) -> _ApiCall | _Nothing:
-    """A ``with`` block for one API call: its span when tracing is on, else nothing."""
+    """A ``with`` block for one API call: its span when tracing is on, else nothing.
+
+    ``endpoint`` is the path of an endpoint called through ``post`` (``convoso.endpoint``).
+    """
     observed = active()
     if observed is None or observed.tracer is None:
         return NOTHING
     attributes: Attributes = {}
+    if endpoint is not None:
+        attributes["convoso.endpoint"] = endpoint
     if campaign_id is not None:
         attributes["convoso.campaign_id"] = campaign_id
     if wanted_active is not None:

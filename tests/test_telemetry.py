@@ -714,3 +714,40 @@ def test_the_global_providers_are_used_from_the_moment_they_are_set() -> None:
 
 def test_with_the_api_but_no_provider_no_span_or_meter_is_asked_for() -> None:
     assert run_child(_NO_PROVIDER_CHILD) == {"ok": True, "active": False}
+
+
+async def test_a_post_to_any_endpoint_is_an_api_call_span_over_its_attempts(
+    otel: Otel, anyio_backend: str
+) -> None:
+    fake = FakeConvoso(campaigns=1)
+    fake.add_endpoint("/leads/search")
+    async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url) as convoso:
+        with otel.tracer.start_as_current_span("caller") as caller:
+            await convoso.post("/leads/search", {"list_id": 5})
+    call = otel.span("convoso.post")
+    assert call.parent is not None
+    assert call.parent.span_id == caller.get_span_context().span_id
+    assert dict(call.attributes or {})["convoso.endpoint"] == "/leads/search"
+    (attempt,) = otel.children(call, "POST")
+    assert dict(attempt.attributes or {})["url.full"] == f"{url}/leads/search"
+
+
+def test_the_sync_clients_calls_are_children_of_the_callers_span(otel: Otel) -> None:
+    # The sync client runs its calls on a loop of its own thread; the caller's context goes
+    # along (asyncio's call_soon_threadsafe runs the portal's callback in a copy of it).
+    fake = FakeConvoso(campaigns=3)
+    with (
+        fake.serve_in_thread() as url,
+        convoso_async.Convoso(fake.TOKEN, base_url=url) as client,
+        otel.tracer.start_as_current_span("caller") as caller,
+    ):
+        assert len(client.campaigns.search()) == 3
+        result = client.campaigns.set_status_many(["1001", "1002"], False)
+    assert result.ok
+    caller_id = caller.get_span_context().span_id
+    search = otel.span("campaigns.search")
+    bulk = otel.span("campaigns.set_status_many")
+    for span in (search, bulk):
+        assert span.parent is not None
+        assert span.parent.span_id == caller_id, span.name
+    assert len(otel.children(bulk, "campaigns.status")) == 2
