@@ -266,9 +266,15 @@ def start_sentinel() -> SentinelSetup:
         async def sees_the_replica() -> bool:
             async with aioredis.Redis(port=sentinel.port) as client:
                 replicas = await command(client, "SENTINEL", "REPLICAS", "mymaster")
+            # A map per replica in RESP3 (redis-py 8's default), a flat list of names and
+            # values in RESP2 (older redis-py's): the floors run both.
+            fields = [
+                r if isinstance(r, dict) else dict(zip(r[::2], r[1::2], strict=True))
+                for r in replicas
+            ]
             return any(
                 replica.get(b"flags") == b"slave" and replica.get(b"master-link-status") == b"ok"
-                for replica in replicas
+                for replica in fields
             )
 
         asyncio.run(_settle("the Sentinel did not find the replica", sees_the_replica))

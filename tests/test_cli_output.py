@@ -27,8 +27,10 @@ import pytest
 from cli_runner import cli_command, cli_env, serving_cli
 
 import convoso_async
+from convoso_async import BatchResult
 from convoso_async.cli import main
 from convoso_async.cli._main import build_parser
+from convoso_async.cli._output import print_result
 from convoso_async.testing import FakeConvoso
 
 #: Upper bound on one command run as a process; a run takes well under a second.
@@ -290,6 +292,27 @@ def test_id_files_in_utf16_or_with_a_bom_are_read(
     assert main(["campaigns", "deactivate", "--from-file", str(ids), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["succeeded"] == ["111", "333"]
     assert fake.statuses() == {"111": "N", "222": "Y", "333": "N"}
+
+
+def test_json_lists_the_ids_in_the_order_given_not_in_the_order_requests_ended(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    refused = RuntimeError("refused")
+    result = BatchResult(
+        targets=dict.fromkeys(["10", "3", "7", "1", "9", "4", "8", "2", "6", "5"], False),
+        succeeded=("7", "10"),
+        failed={"1": refused, "3": refused},
+        skipped=("4", "9"),
+        not_sent={"2": refused, "8": refused},
+        unknown=("5", "6"),
+    )
+    print_result(result, as_json=True, title="deactivate")
+    document = json.loads(capsys.readouterr().out)
+    assert document["succeeded"] == ["10", "7"]
+    assert list(document["failed"]) == ["3", "1"]
+    assert document["skipped"] == ["9", "4"]
+    assert list(document["not_sent"]) == ["8", "2"]
+    assert document["unknown"] == ["6", "5"]
 
 
 @pytest.mark.usefixtures("url")

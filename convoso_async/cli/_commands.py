@@ -26,6 +26,7 @@ from ._output import (
     print_campaigns,
     print_json,
     print_result,
+    result_json,
     run_with_progress,
     stdout_is_terminal,
 )
@@ -120,7 +121,7 @@ async def _change(args: argparse.Namespace, stdin: TextIO) -> int:
     if isinstance(result.stopped_by, BATCH_FATAL):
         # Every id would get the same answer: one message, not one line per campaign.
         if args.json:
-            print_json(result.to_dict())
+            print_json(result_json(result))
         error = result.stopped_by
         print(
             f"convoso: error: {type(error).__name__}: {error}. Stopped after "

@@ -7,7 +7,8 @@ here imports them, so the command-line modules form no circle. Exit codes are
 Output follows where it goes. On a terminal: tables (rich) and a progress bar.
 Anywhere else (a pipe, a file, cron): plain lines, one record per line, never
 wrapped, ids in numeric order, so ``grep``, ``cut -f`` and ``wc -l`` work.
-``--json`` prints one JSON document, the models' and results' ``to_dict()``.
+``--json`` prints one JSON document, the models' and results' ``to_dict()`` (a bulk
+result's ids in the order they were given).
 """
 
 from __future__ import annotations
@@ -195,8 +196,20 @@ def print_campaigns(campaigns: list[Campaign], *, as_json: bool) -> None:
 
 
 def result_json(result: BatchResult) -> dict[str, Any]:
-    """A bulk result as plain JSON types, for ``--json``: `BatchResult.to_dict`."""
-    return result.to_dict()
+    """A bulk result as plain JSON types, for ``--json``: `BatchResult.to_dict`, ids in input order.
+
+    The result holds the ids in the order their requests ended, which concurrency makes
+    differ from run to run; the document lists them in the order they were given, so the same
+    outcome prints the same document (to ``diff`` two runs, or to read beside the id file).
+    """
+    document = result.to_dict()
+    position = {campaign_id: index for index, campaign_id in enumerate(result.targets)}
+    for key in ("succeeded", "skipped", "unknown"):
+        document[key] = sorted(document[key], key=position.__getitem__)
+    for key in ("failed", "not_sent"):
+        errors = document[key]
+        document[key] = {i: errors[i] for i in sorted(errors, key=position.__getitem__)}
+    return document
 
 
 def _counts(document: dict[str, Any], *, dry_run: bool) -> str:
