@@ -36,11 +36,13 @@ EVERY_EXTRA = ".[test,aiohttp,redis,cli,otel]"
 def _pyenv_pythons_on_path() -> None:
     """Put pyenv's interpreters on PATH (nox finds ``python3.X`` there), newest patch first."""
     pyenv = shutil.which("pyenv")
-    if pyenv is None:
-        return
-    root = Path(subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip())
-    found = sorted((root / "versions").glob("3.*/bin"), reverse=True)
-    os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), *map(str, found)])
+    if pyenv is not None:
+        found = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
+        root = Path(found)
+    else:  # pyenv installed but not on this PATH (a CI job's shell, say)
+        root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    versions = sorted((root / "versions").glob("3.*/bin"), reverse=True)
+    os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), *map(str, versions)])
 
 
 _pyenv_pythons_on_path()
