@@ -143,8 +143,17 @@ async def test_a_cancelled_batch_audits_every_id_the_server_saw(
     ids = ids_of(300)
     partial: list[BatchResult] = []
     async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url, max_concurrency=8) as c:
-        with anyio.move_on_after(0.5) as scope:
-            await c.campaigns.set_status_many(ids, True, on_interrupt=partial.append)
+        with anyio.CancelScope() as scope:
+
+            def cancel_after_16(progress: BatchProgress) -> None:
+                # After a count of outcomes, not a time: the other workers are then in flight
+                # however loaded the machine is.
+                if progress.done >= 16:
+                    scope.cancel()
+
+            await c.campaigns.set_status_many(
+                ids, True, on_progress=cancel_after_16, on_interrupt=partial.append
+            )
             pytest.fail("the cancellation must propagate, not return a result")
     assert scope.cancelled_caught
 
@@ -178,9 +187,11 @@ async def test_asyncio_wait_for_around_a_batch_leaves_an_audit_line_for_each_sen
     seen = seen_by_server(fake)
     assert seen
     assert seen <= set(lines)
+    # Whatever reached the server ended succeeded or unknown, never "not sent". (An unknown id
+    # need not have reached it: cancelled while still connecting, say, under load.)
+    assert all(lines[i][-1] in ("succeeded", "unknown") for i in seen)
     unknown = {i for i, o in lines.items() if o == ["unknown"]}
     assert unknown
-    assert unknown <= seen
     assert progress[-1].done == progress[-1].succeeded  # nothing else finished before the cut
 
 
