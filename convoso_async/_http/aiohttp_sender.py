@@ -242,7 +242,7 @@ class AiohttpSender:
             self._keep_cookies(url, status, raw_headers)
         content = decode_body(status, raw_headers, raw, max_bytes, url)
         headers: Any = httpx2.Headers(list(raw_headers))
-        return Answer(status, content, headers, raw_headers)
+        return Answer(status, content, headers)
 
     def _drop_connection(self, answer: aiohttp.ClientResponse) -> None:
         """Close the answer's connection, as httpcore2 does after a protocol error.

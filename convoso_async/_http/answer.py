@@ -81,20 +81,12 @@ class Answer:
     caller's family's): repeated headers read as one comma-joined value.
     """
 
-    __slots__ = ("content", "headers", "raw_headers", "status_code")
+    __slots__ = ("content", "headers", "status_code")
 
-    def __init__(
-        self,
-        status_code: int,
-        content: bytes,
-        headers: Mapping[str, str],
-        raw_headers: RawHeaders = (),
-    ) -> None:
+    def __init__(self, status_code: int, content: bytes, headers: Mapping[str, str]) -> None:
         self.status_code = status_code
         self.content = content
         self.headers = headers
-        #: The headers as received, when the sender kept them (the aiohttp opt-in does).
-        self.raw_headers = raw_headers
 
     def __repr__(self) -> str:
         return f"Answer(status_code={self.status_code}, {len(self.content)} bytes)"

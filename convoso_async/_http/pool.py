@@ -138,7 +138,6 @@ class Pool:
         transport: Transport = "httpx2",
     ) -> None:
         self.size = size
-        self.transport = transport
         self.closed = False
         self._base_url = base_url
         self._run: _Run | None = None
@@ -156,16 +155,6 @@ class Pool:
         self.ssl_context = shared_ssl_context()
         self._first = stock_client(HTTPX2, size, self.ssl_context)
         self._fast_allowed = transport == "aiohttp" and not _proxy_in_environment()
-
-    @property
-    def owned(self) -> bool:
-        """Whether the pool's clients are ours (not the caller's ``http_client``)."""
-        return self._caller is None
-
-    @property
-    def family(self) -> Family:
-        """The family requests go through by default."""
-        return HTTPX2 if self._caller is None else self._caller.family
 
     def _current(self) -> _Run:
         if self.closed:
