@@ -44,7 +44,13 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+    from opentelemetry.metrics import (
+        CallbackOptions,
+        Histogram,
+        Meter,
+        MeterProvider,
+        Observation,
+    )
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
 __all__ = [
@@ -105,16 +111,34 @@ def _server(url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
+def _duration_histogram(meter: Meter) -> Histogram:
+    """The request-duration histogram, with the semantic conventions' buckets as advice.
+
+    The advice exists from opentelemetry-api 1.30; an application may hold an older API
+    (imported for its own reasons, without this package's ``otel`` extra), and telemetry must
+    never fail a call: there the histogram takes the SDK's default buckets.
+    """
+    name, unit, description = (
+        "http.client.request.duration",
+        "s",
+        "Duration of HTTP client requests.",
+    )
+    try:
+        return meter.create_histogram(
+            name,
+            unit=unit,
+            description=description,
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+    except TypeError:
+        return meter.create_histogram(name, unit=unit, description=description)
+
+
 class _Instruments:
     """The metric instruments, made once per meter provider."""
 
     def __init__(self, meter: Meter) -> None:
-        self.duration = meter.create_histogram(
-            "http.client.request.duration",
-            unit="s",
-            description="Duration of HTTP client requests.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
+        self.duration = _duration_histogram(meter)
         self.outcomes = meter.create_counter(
             "convoso.bulk.outcomes",
             unit="{campaign}",

@@ -239,6 +239,46 @@ async def test_the_duration_histogram_follows_the_http_conventions(
     assert otel.unit("http.client.request.duration") == "s"
 
 
+class _MeterBefore130:
+    """A meter as opentelemetry-api before 1.30 has it: no bucket advice on histograms."""
+
+    def __init__(self, meter: Any) -> None:
+        self._meter = meter
+
+    def create_histogram(self, name: str, unit: str = "", description: str = "") -> Any:
+        return self._meter.create_histogram(name, unit=unit, description=description)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._meter, name)
+
+
+class _MeterProviderBefore130:
+    def __init__(self, provider: MeterProvider) -> None:
+        self._provider = provider
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> _MeterBefore130:
+        return _MeterBefore130(self._provider.get_meter(*args, **kwargs))
+
+
+async def test_an_older_metrics_api_without_bucket_advice_still_measures(
+    anyio_backend: str,
+) -> None:
+    # An application may hold opentelemetry-api < 1.30 for its own reasons; telemetry must
+    # never fail the call it observes (a TypeError here once failed every bulk call).
+    recorded = Otel()
+    older = _MeterProviderBefore130(recorded.meter_provider)
+    fake = FakeConvoso(campaigns=2)
+    with _telemetry.use_providers(recorded.tracer_provider, older):
+        async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url) as convoso:
+            result = await convoso.campaigns.set_status_many(ids_of(2), True)
+
+    assert len(result.succeeded) == 2
+    (point,) = recorded.points("http.client.request.duration")
+    assert point.count == 2
+    assert list(point.explicit_bounds) != list(_telemetry.DURATION_BUCKETS)
+    assert len(recorded.spans("campaigns.status")) == 2
+
+
 # --- retries, pauses, waits, the budget and the breaker -----------------------------------------
 
 
