@@ -183,6 +183,8 @@ async def test_grants_resume_after_sentinel_promotes_the_replica_of_a_killed_pri
             assert await holds_key(setup.replica, limiter.key)
             tasks.cancel_scope.cancel()
     await client.aclose()
+    for sentinel_client in sentinel.sentinels:  # discover_master's connections, ours to close
+        await sentinel_client.aclose()
     assert any(killed < t < promoted_at for t in fallback.stamps), "the fallback bridged the gap"
     grants.check_back_on_redis(promoted_at)
 
