@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -304,15 +304,19 @@ def make_tls_files(directory: Path) -> TlsFiles:
 # --- a proxy to repoint ---------------------------------------------------------------------
 
 
-class SwitchProxy:
-    """A TCP proxy on 127.0.0.1 in the running event loop, relaying to ``upstream``.
+_Server = TypeVar("_Server", bound="LoopbackServer")
 
-    Assigning ``upstream`` sends the connections made from then on to the new address; those
-    already open stay with the old one, as a repointed DNS name or cloud endpoint leaves them.
+
+class LoopbackServer:
+    """A TCP server on 127.0.0.1 in the running event loop that closes every connection it
+    accepted when it stops. A subclass answers each connection in ``handle``.
+
+    Before 3.12, ``wait_closed()`` does not wait for the connection handlers: one left pending is
+    closed by the garbage collector after its loop, an unraisable error in whichever test runs
+    then. Closing every end lets each handler see the end of its stream and finish here.
     """
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
+    def __init__(self) -> None:
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -320,44 +324,72 @@ class SwitchProxy:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "start the proxy first"
+        assert self._server is not None, "start the server first"
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    async def __aenter__(self) -> SwitchProxy:
+    async def __aenter__(self: _Server) -> _Server:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
-        # Closing every end lets each relay see the end of its stream and finish on its own
-        # (a cancelled one would make asyncio's stream callback log an error).
         for writer in list(self._writers):
             writer.close()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
         await self._server.wait_closed()
 
+    def track(self, writer: asyncio.StreamWriter) -> None:
+        """Close ``writer`` too when the server stops (a connection the handler opened)."""
+        self._writers.add(writer)
+
+    async def handle(
+        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Answer connection ``number`` (0 for the first); it is closed after."""
+        raise NotImplementedError
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         self._writers.add(writer)
+        number = self.connections
         self.connections += 1
+        try:
+            await self.handle(number, reader, writer)
+        finally:
+            writer.close()
+            self._writers.discard(writer)
+            self._tasks.discard(task)
+
+
+class SwitchProxy(LoopbackServer):
+    """A TCP proxy on 127.0.0.1 in the running event loop, relaying to ``upstream``.
+
+    Assigning ``upstream`` sends the connections made from then on to the new address; those
+    already open stay with the old one, as a repointed DNS name or cloud endpoint leaves them.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        super().__init__()
+        self.upstream = upstream
+
+    async def handle(
+        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
-            writer.close()
             return
-        self._writers.add(up_writer)
+        self.track(up_writer)
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
-            for end in (writer, up_writer):
-                end.close()
-                self._writers.discard(end)
-            self._tasks.discard(task)
+            up_writer.close()
+            self._writers.discard(up_writer)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis_deployments import (  # noqa: F401  (registers `primary_and_replica`)
+    LoopbackServer,
     SentinelSetup,
     SwitchProxy,
     command,
@@ -195,59 +196,29 @@ async def test_grants_resume_after_sentinel_promotes_the_replica_of_a_killed_pri
 GRANT = b"*4\r\n$1\r\n0\r\n$1\r\n1\r\n$1\r\n0\r\n$1\r\n0\r\n"
 
 
-class FirstConnectionFails:
+class FirstConnectionFails(LoopbackServer):
     """A stand-in Redis on loopback: the first connection's script call gets ``error``, every
     later connection's gets a grant. What redis-py sends besides (CLIENT SETINFO...) gets OK."""
 
     def __init__(self, error: str) -> None:
+        super().__init__()
         self.error = error
-        self.connections = 0
         self.scripts_on: list[int] = []  # the connection number of each script call
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+        return f"redis://127.0.0.1:{self.port}/0"
 
-    async def __aenter__(self) -> FirstConnectionFails:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        # Before 3.12, wait_closed() does not wait for the connection handlers: one left
-        # pending is closed by the garbage collector after its loop, an unraisable error in
-        # whichever test runs then. Closing every connection lets each handler see the end of
-        # its stream and finish here (as SwitchProxy's relays do).
-        for writer in list(self._writers):
-            writer.close()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.add(writer)
-        number = self.connections
-        self.connections += 1
-        try:
-            while (request := await _read_command(reader)) is not None:
-                if request[0].upper() == b"EVALSHA":
-                    self.scripts_on.append(number)
-                    writer.write(f"-{self.error}\r\n".encode() if number == 0 else GRANT)
-                else:
-                    writer.write(b"+OK\r\n")
-                await writer.drain()
-        finally:
-            writer.close()
-            self._writers.discard(writer)
-            self._tasks.discard(task)
+    async def handle(
+        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while (request := await _read_command(reader)) is not None:
+            if request[0].upper() == b"EVALSHA":
+                self.scripts_on.append(number)
+                writer.write(f"-{self.error}\r\n".encode() if number == 0 else GRANT)
+            else:
+                writer.write(b"+OK\r\n")
+            await writer.drain()
 
 
 async def _read_command(reader: asyncio.StreamReader) -> list[bytes] | None:
