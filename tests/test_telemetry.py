@@ -266,7 +266,7 @@ async def test_an_older_metrics_api_without_bucket_advice_still_measures(
     # An application may hold opentelemetry-api < 1.30 for its own reasons; telemetry must
     # never fail the call it observes (a TypeError here once failed every bulk call).
     recorded = Otel()
-    older = _MeterProviderBefore130(recorded.meter_provider)
+    older: Any = _MeterProviderBefore130(recorded.meter_provider)  # duck-typed, as an old API is
     fake = FakeConvoso(campaigns=2)
     with _telemetry.use_providers(recorded.tracer_provider, older):
         async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url) as convoso:
