@@ -131,3 +131,28 @@ def test_without_redis_the_limiter_imports_and_constructing_it_names_the_extra()
         "RedisRateLimiter needs the 'redis' extra: pip install 'convoso-async[redis]' ("
     )
     assert run.stdout.count("\n") == 1
+
+
+def test_without_aiohttp_the_opt_in_names_the_extra_and_the_default_client_works(
+    fake_url: str,
+) -> None:
+    run = run_without(
+        ("aiohttp",),
+        "import anyio\n"
+        "from convoso_async import AsyncConvoso, ConfigurationError\n"
+        "try:\n"
+        "    AsyncConvoso('t', transport='aiohttp')\n"
+        "except ConfigurationError as error:\n"
+        "    print(error)\n"
+        "async def main():\n"
+        "    async with AsyncConvoso(sys.argv[2], base_url=sys.argv[1]) as convoso:\n"
+        "        print(len(await convoso.campaigns.search()))\n"
+        "anyio.run(main)\n",
+        fake_url,
+        FakeConvoso.TOKEN,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "transport=\"aiohttp\" needs aiohttp: pip install 'convoso-async[aiohttp]'",
+        "1",
+    ]
