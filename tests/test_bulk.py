@@ -223,7 +223,11 @@ async def test_closing_the_stream_early_cancels_in_flight_work_and_starts_none()
 
         assert sorted(received) == [0, 1, 2]  # trio may wake two late finishers in either order
         assert operation.running == 0
-        assert len(operation.cancelled) == 4
+        # Every operation that started and did not finish was cancelled: up to four (the slots
+        # freed by 0-2 may not all have been refilled yet on a loaded machine), never none.
+        assert sorted(operation.finished) == [0, 1, 2]
+        assert len(operation.cancelled) == len(operation.started) - 3
+        assert 1 <= len(operation.cancelled) <= 4
         await anyio.sleep(0.1)
         assert len(operation.started) == started < 50
 
