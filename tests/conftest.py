@@ -19,6 +19,18 @@ import convoso_async
 from convoso_async import AsyncConvoso
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``timing`` go first, in one pytest-xdist group: under ``--dist loadgroup``
+    one worker runs them one after another from the start, never two at once, while the
+    other workers share the rest. (Without xdist the order is all that changes.)"""
+    timing = [item for item in items if item.get_closest_marker("timing") is not None]
+    for item in timing:
+        item.add_marker(pytest.mark.xdist_group("timing"))
+    chosen = set(timing)
+    items[:] = timing + [item for item in items if item not in chosen]
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

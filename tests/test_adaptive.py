@@ -209,6 +209,7 @@ class TestOnVirtualClock:
 # --- convergence over loopback, against a limit the client is not told ------------------------
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     ("anyio_backend", "start"), [("asyncio", 200.0), ("trio", 8.0)], indirect=["anyio_backend"]
 )

@@ -301,6 +301,7 @@ def test_slow_close_holds_the_connection_open_after_the_server_closes(proxy: Fau
     assert elapsed >= 0.3
 
 
+@pytest.mark.timing
 def test_bandwidth_caps_throughput(proxy: FaultProxy) -> None:
     proxy.add(Toxic.bandwidth(rate=100_000))
     with client() as http:

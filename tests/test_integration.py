@@ -39,6 +39,7 @@ async def test_search_single_and_bulk_over_loopback(anyio_backend: str) -> None:
     assert all(not r.token_in_query and r.token_ok for r in fake.requests)
 
 
+@pytest.mark.timing
 async def test_in_flight_at_the_server_reaches_but_never_exceeds_the_bound(
     anyio_backend: str,
 ) -> None:
@@ -53,6 +54,7 @@ async def test_in_flight_at_the_server_reaches_but_never_exceeds_the_bound(
     assert peak == 12
 
 
+@pytest.mark.timing
 async def test_rate_limit_holds_at_the_server_in_every_one_second_window(
     anyio_backend: str,
 ) -> None:

@@ -140,6 +140,7 @@ def test_busiest_window_counts_half_open_one_second_windows() -> None:
 # --- Limiter on real event loops ----------------------------------------------------------------
 
 
+@pytest.mark.timing
 @pytest.mark.anyio
 @pytest.mark.parametrize("rate", [50, 200])
 async def test_limiter_holds_every_second_to_its_rate_and_nearly_reaches_it(rate: int) -> None:
@@ -242,6 +243,7 @@ def test_rate_limit_option_refuses_anything_else(option: object, error: type[Exc
 # --- pacing through the client ------------------------------------------------------------------
 
 
+@pytest.mark.timing
 @pytest.mark.anyio
 async def test_client_rate_limit_keeps_the_server_side_rate_in_every_second() -> None:
     server = RecordingServer(latency=0.005)

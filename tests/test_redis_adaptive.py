@@ -74,6 +74,7 @@ def test_one_workers_429_pauses_every_worker_on_the_key(
     assert len(after & set(groups[2])) > 0
 
 
+@pytest.mark.timing
 def test_four_workers_learn_one_shared_rate_near_the_accounts_limit(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:

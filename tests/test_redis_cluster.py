@@ -82,6 +82,7 @@ def test_every_key_of_a_limiter_is_in_one_slot_by_construction() -> None:
     assert limiter_keys("convoso:acme", cluster=False)[0] == "convoso:acme"
 
 
+@pytest.mark.timing
 @pytest.mark.asyncio
 async def test_a_cluster_url_and_a_cluster_client_share_one_rate_through_a_slot_migration(
     cluster: RedisClusterNodes,

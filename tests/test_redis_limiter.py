@@ -57,6 +57,7 @@ async def key_exists(server: RedisServer, key: str) -> bool:
 # --- pacing ---------------------------------------------------------------
 
 
+@pytest.mark.timing
 @pytest.mark.asyncio
 async def test_grants_are_spaced_by_the_rate(redis_server: RedisServer) -> None:
     async with RedisRateLimiter(redis_server.url, rate=20) as limiter:
@@ -72,6 +73,7 @@ async def test_grants_are_spaced_by_the_rate(redis_server: RedisServer) -> None:
     assert elapsed < 5 * interval(20) + 3.0
 
 
+@pytest.mark.timing
 @pytest.mark.asyncio
 async def test_burst_goes_at_once_then_requests_are_spaced(redis_server: RedisServer) -> None:
     async with RedisRateLimiter(redis_server.url, rate=2, burst=3) as limiter:
@@ -215,6 +217,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.timing
 def test_four_processes_share_one_rate(redis_server: RedisServer) -> None:
     rate, duration = 50, 2.0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *sys.path])}
@@ -276,6 +279,7 @@ async def test_stopped_redis_raises_unavailable_promptly(redis_server: RedisServ
     assert "'k'" in str(error)
 
 
+@pytest.mark.timing
 @pytest.mark.asyncio
 async def test_frozen_redis_fails_every_waiting_caller_within_one_timeout(
     redis_server: RedisServer,

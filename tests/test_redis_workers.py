@@ -57,6 +57,7 @@ def finish(workers: list[Worker]) -> list[dict[str, Any]]:
     return finish_workers(workers, timeout=120)
 
 
+@pytest.mark.timing
 def test_four_workers_stay_under_one_account_limit(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
