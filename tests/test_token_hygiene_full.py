@@ -158,7 +158,7 @@ async def bulk_changes(client: AsyncConvoso, evidence: Evidence) -> None:
         planned = await client.campaigns.set_status_many(ids[:5], False, dry_run=True)
         outcomes = [o async for o in client.campaigns.iter_set_status(["1003", "1010"], False)]
     failing = {cid for cid, expected in FAULTY.items() if expected is not None}
-    assert set(result.failed) == failing
+    assert set(result.failed) == failing, (result.summary(), dict(result.not_sent), result.unknown)
     evidence.add(result, result.summary(), skipping, skipping.summary(), planned, planned.summary())
     evidence.add(*result.failed.values(), *skipping.failed.values(), *outcomes)
     evidence.add(*(o.error for o in outcomes if o.error is not None))
