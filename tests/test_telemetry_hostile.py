@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import convoso_async
-from convoso_async import AsyncConvoso, CircuitBreaker, ServerError, _telemetry
+from convoso_async import AsyncConvoso, CircuitBreaker, RetryBudget, ServerError, _telemetry
 from convoso_async.testing import FakeConvoso, Fault
 
 pytestmark = pytest.mark.anyio
@@ -293,8 +293,8 @@ async def test_a_raising_hook_never_changes_a_calls_result(
     assert PLANTED not in caplog.text
 
 
-@pytest.mark.parametrize("hook", ["get_tracer", "on_start", "on_end", "add", "record"])
-async def test_a_breaker_and_a_retry_budget_report_through_raising_telemetry(
+@pytest.mark.parametrize("hook", ["add", "add_event", "on_end", "record"])
+async def test_a_circuit_breaker_opens_and_closes_through_raising_telemetry(
     hook: str,
     anyio_backend: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -315,6 +315,31 @@ async def test_a_breaker_and_a_retry_budget_report_through_raising_telemetry(
     assert fake.campaign_status("1002") == "N"
     assert hostile.calls == 1
     assert len(warnings_of(caplog)) == 1
+
+
+@pytest.mark.usefixtures("instant_retries")
+@pytest.mark.parametrize("hook", ["add", "add_event"])
+async def test_a_refused_retry_reports_through_raising_telemetry(
+    hook: str,
+    anyio_backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeConvoso(campaigns=2)
+    fake.add_fault(Fault("status", status=503))
+    budget = RetryBudget(tokens=1, refill=0)
+    async with (
+        fake.serve() as url,
+        AsyncConvoso(fake.TOKEN, base_url=url, retry_budget=budget) as convoso,
+    ):
+        with pytest.raises(ServerError):  # spends the budget, no telemetry in force
+            await convoso.campaigns.set_status("1001", False)
+        # Its first retry is refused: the refusal's event and count are the first hooks reached.
+        with hostile_telemetry(hook, monkeypatch) as hostile, pytest.raises(ServerError):
+            await convoso.campaigns.set_status("1002", False)
+    assert hostile.calls == 1
+    assert len(warnings_of(caplog)) == 1
+    assert len(fake.requests) == 3  # two for the first call, one for the second
 
 
 async def test_a_cancelled_call_stays_cancelled_when_span_end_raises(
