@@ -216,21 +216,11 @@ class Telemetry:
                 _state.telemetry = None
         provider = self.providers[signal]
         name = f"{type(provider).__module__}.{type(provider).__qualname__}"
-        try:
-            message = str(error)[:_MAX_DESCRIPTION]
-        except Exception:  # the application's exception, down to its __str__
-            message = ""
-        logger.warning(
-            "OpenTelemetry failed while %s: the %s %s raised %s%s. convoso_async records no "
-            "more spans or metrics with these providers (until the application sets others); "
-            "its calls go on unaffected",
+        _report(
             doing,
-            signal,
-            name,
-            type(error).__name__,
-            f" ({message})" if message else "",
-            exc_info=error,
-            extra={"telemetry_step": doing, "provider": name, "error": type(error).__name__},
+            f"the {signal} {name}",
+            error,
+            "with these providers (until the application sets others)",
         )
 
     def attempt(self, url: str, number: int, campaign_id: str | None) -> Attempt | _Nothing:
@@ -291,6 +281,25 @@ class _Boundary:
             return False
         self._owner.fail(self._doing, self._signal, exc)
         return True
+
+
+def _report(doing: str, who: str, error: Exception, until: str) -> None:
+    """The one WARNING for telemetry that failed (``who`` raised ``error`` while ``doing``)."""
+    try:
+        message = str(error)[:_MAX_DESCRIPTION]
+    except Exception:  # the application's exception, down to its __str__
+        message = ""
+    logger.warning(
+        "OpenTelemetry failed while %s: %s raised %s%s. convoso_async records no more spans "
+        "or metrics %s; its calls go on unaffected",
+        doing,
+        who,
+        type(error).__name__,
+        f" ({message})" if message else "",
+        until,
+        exc_info=error,
+        extra={"telemetry_step": doing, "provider": who, "error": type(error).__name__},
+    )
 
 
 def _attempt_error(error: BaseException) -> str:
@@ -717,6 +726,7 @@ class _State:
         self.meter_provider: object = None
         self.telemetry: Telemetry | None = None
         self.override: tuple[object, object] | None = None
+        self.lookup_failed = False
         # Reentrant: a hook failing while the providers are resolved turns them off in there.
         self.lock = threading.RLock()
 
@@ -724,9 +734,23 @@ class _State:
         override = self.override
         if override is not None:
             tracer_provider, meter_provider = override
+        elif self.lookup_failed:
+            return None
         else:
-            tracer_provider = None if trace_api is None else trace_api.get_tracer_provider()
-            meter_provider = None if metrics_api is None else metrics_api.get_meter_provider()
+            try:
+                tracer_provider = None if trace_api is None else trace_api.get_tracer_provider()
+                meter_provider = None if metrics_api is None else metrics_api.get_meter_provider()
+            except Exception as error:
+                # The API builds a provider named by OTEL_PYTHON_TRACER_PROVIDER (or _METER_)
+                # on each look-up until one loads: a broken one raises every time.
+                self.lookup_failed = True
+                _report(
+                    "looking up the global providers",
+                    "the OpenTelemetry API (a provider named by OTEL_PYTHON_*_PROVIDER?)",
+                    error,
+                    "in this process",
+                )
+                return None
         if tracer_provider is self.tracer_provider and meter_provider is self.meter_provider:
             return self.telemetry
         with self.lock:

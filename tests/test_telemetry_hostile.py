@@ -9,7 +9,10 @@ over loopback to the fake Convoso.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -412,3 +415,49 @@ def test_the_sync_clients_bulk_change_reports_every_id_when_span_end_raises(
     assert set(fake.statuses().values()) == {"N"}
     assert hostile.calls == 1
     assert len(warnings_of(caplog)) == 1
+
+
+_BROKEN_PROVIDER_CHILD = """
+import json, logging, os
+os.environ["OTEL_PYTHON_TRACER_PROVIDER"] = "no_such_provider"  # no entry point by that name
+import anyio
+from opentelemetry import trace  # builds the named provider at each look-up: it raises
+
+kept = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        kept.append(record.getMessage())
+
+logging.getLogger("convoso_async").addHandler(Keep())
+logging.getLogger("convoso_async").setLevel(logging.WARNING)
+from convoso_async import AsyncConvoso
+from convoso_async.testing import FakeConvoso
+
+async def main():
+    fake = FakeConvoso(campaigns=3)
+    async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url) as convoso:
+        result = await convoso.campaigns.set_status_many(["1001", "1002", "1003"], False)
+        await convoso.campaigns.search()
+    warnings = [m for m in kept if m.startswith("OpenTelemetry")]
+    return {"succeeded": len(result.succeeded), "failed": len(result.failed), "warnings": warnings}
+
+print(json.dumps(anyio.run(main)))
+"""
+
+
+def test_a_global_provider_that_cannot_be_built_fails_no_call() -> None:
+    # OTEL_PYTHON_TRACER_PROVIDER naming a provider that does not load: the API raises at each
+    # look-up of the global provider (a child process: the look-up's failure is for its life).
+    done = subprocess.run(
+        [sys.executable, "-c", _BROKEN_PROVIDER_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["succeeded"] == 3
+    assert answer["failed"] == 0
+    (warning,) = answer["warnings"]
+    assert "OTEL_PYTHON_*_PROVIDER" in warning
