@@ -21,6 +21,12 @@ What it produces, per layer (the README lists them with their meaning):
 - counters of retries, 429s, refused retries and breaker changes; gauges of
   each adaptive limiter's rate and each circuit breaker's state.
 
+The providers, tracers, spans, processors, meters and instruments are the
+application's code, and telemetry must never fail a call: each step that calls
+them runs inside a `_Boundary`. An exception there is logged once (a WARNING
+naming the provider) and turns the telemetry off for those providers; the call
+goes on with its own result. A cancellation or Ctrl-C goes through.
+
 The token is in the request body only, and no body is ever recorded: the only
 URL recorded is ``base_url + path``, which the client checked holds no query.
 """
@@ -40,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from ._defaults import TELEMETRY_WAIT_EVENT
+from ._log import logger
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -174,37 +181,125 @@ class _Instruments:
         )
 
 
+#: What a `_Boundary` names when it reports: whose hook raised.
+TRACES: Final = "tracer provider"
+METRICS: Final = "meter provider"
+
+
 class Telemetry:
-    """The tracer and the instruments in force (either may be None, never both)."""
+    """The tracer and the instruments in force (either may be None), and whether they still work.
 
-    __slots__ = ("instruments", "tracer")
+    ``on`` turns False, for good, the first time one of the application's hooks
+    raises (`fail`): nothing more is asked of these providers, not even by the
+    spans and measurements already under way.
+    """
 
-    def __init__(self, tracer: Tracer | None, instruments: _Instruments | None) -> None:
-        self.tracer = tracer
-        self.instruments = instruments
+    __slots__ = ("instruments", "on", "providers", "tracer")
 
-    def attempt(self, url: str, number: int, campaign_id: str | None) -> Attempt:
+    def __init__(self, tracer_provider: object, meter_provider: object) -> None:
+        self.tracer: Tracer | None = None
+        self.instruments: _Instruments | None = None
+        self.providers = {TRACES: tracer_provider, METRICS: meter_provider}
+        self.on = True
+
+    def guard(self, doing: str, signal: str = TRACES) -> _Boundary:
+        """A ``with`` block around a call into ``signal``'s provider, ``doing`` a step."""
+        return _Boundary(self, doing, signal)
+
+    def fail(self, doing: str, signal: str, error: Exception) -> None:
+        """A hook raised: say so once, then record nothing more with these providers."""
+        with _state.lock:
+            if not self.on:
+                return
+            self.on = False
+            if _state.telemetry is self:
+                _state.telemetry = None
+        provider = self.providers[signal]
+        name = f"{type(provider).__module__}.{type(provider).__qualname__}"
+        _report(
+            doing,
+            f"the {signal} {name}",
+            error,
+            "with these providers (until the application sets others)",
+        )
+
+    def attempt(self, url: str, number: int, campaign_id: str | None) -> Attempt | _Nothing:
         """The span and duration of one HTTP attempt (a ``with`` block around it)."""
-        return Attempt(self, url, number, campaign_id)
+        return Attempt(self, url, number, campaign_id) if self.on else NOTHING
 
     def waited(self, seconds: float, number: int) -> None:
         """The attempt waited ``seconds`` for the pause gate and the rate limiter."""
-        if seconds >= TELEMETRY_WAIT_EVENT and self.tracer is not None:
-            _current_span().add_event(
-                "convoso.rate_limit.wait",
-                {"convoso.wait.seconds": seconds, "convoso.attempt": number},
-            )
+        if seconds >= TELEMETRY_WAIT_EVENT and self.tracer is not None and self.on:
+            with self.guard("adding an event to a span"):
+                _current_span().add_event(
+                    "convoso.rate_limit.wait",
+                    {"convoso.wait.seconds": seconds, "convoso.attempt": number},
+                )
 
     def retrying(self, error: BaseException, retry_number: int, delay: float) -> None:
         """Retry ``retry_number`` goes after ``delay`` seconds, because of ``error``."""
         kind = _attempt_error(error)
-        if self.instruments is not None:
-            self.instruments.retries.add(1, {"error.type": kind})
-        if self.tracer is not None:
-            _current_span().add_event(
-                "convoso.retry",
-                {"convoso.retry": retry_number, "convoso.retry.delay": delay, "error.type": kind},
-            )
+        if self.instruments is not None and self.on:
+            with self.guard("counting a retry", METRICS):
+                self.instruments.retries.add(1, {"error.type": kind})
+        if self.tracer is not None and self.on:
+            with self.guard("adding an event to a span"):
+                _current_span().add_event(
+                    "convoso.retry",
+                    {
+                        "convoso.retry": retry_number,
+                        "convoso.retry.delay": delay,
+                        "error.type": kind,
+                    },
+                )
+
+
+class _Boundary:
+    """Where the library calls the application's OpenTelemetry: an `Exception` stops here.
+
+    It turns the telemetry off (`Telemetry.fail`) and the block is left, the
+    call it observes untouched. Anything else (a cancellation, Ctrl-C) goes on.
+    """
+
+    __slots__ = ("_doing", "_owner", "_signal")
+
+    def __init__(self, owner: Telemetry, doing: str, signal: str) -> None:
+        self._owner = owner
+        self._doing = doing
+        self._signal = signal
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if not isinstance(exc, Exception):
+            return False
+        self._owner.fail(self._doing, self._signal, exc)
+        return True
+
+
+def _report(doing: str, who: str, error: Exception, until: str) -> None:
+    """The one WARNING for telemetry that failed (``who`` raised ``error`` while ``doing``)."""
+    try:
+        message = str(error)[:_MAX_DESCRIPTION]
+    except Exception:  # the application's exception, down to its __str__
+        message = ""
+    logger.warning(
+        "OpenTelemetry failed while %s: %s raised %s%s. convoso_async records no more spans "
+        "or metrics %s; its calls go on unaffected",
+        doing,
+        who,
+        type(error).__name__,
+        f" ({message})" if message else "",
+        until,
+        exc_info=error,
+        extra={"telemetry_step": doing, "provider": who, "error": type(error).__name__},
+    )
 
 
 def _attempt_error(error: BaseException) -> str:
@@ -216,7 +311,7 @@ def _attempt_error(error: BaseException) -> str:
 class Attempt:
     """One HTTP attempt: a CLIENT span named ``POST`` and one duration measurement."""
 
-    __slots__ = ("_attributes", "_instruments", "_span", "_started", "status_code")
+    __slots__ = ("_attributes", "_instruments", "_owner", "_span", "_started", "status_code")
 
     def __init__(self, observed: Telemetry, url: str, number: int, campaign_id: str | None) -> None:
         address, port = _server(url)
@@ -225,6 +320,7 @@ class Attempt:
             "server.address": address,
             "server.port": port,
         }
+        self._owner = observed
         self._instruments = observed.instruments
         self._span: Span | None = None
         self.status_code = 0
@@ -234,26 +330,32 @@ class Attempt:
                 attributes["http.request.resend_count"] = number - 1
             if campaign_id is not None:
                 attributes["convoso.campaign_id"] = campaign_id
-            self._span = observed.tracer.start_span(
-                "POST", kind=_api("trace").SpanKind.CLIENT, attributes=attributes
-            )
+            with observed.guard("starting a span"):
+                self._span = observed.tracer.start_span(
+                    "POST", kind=_api("trace").SpanKind.CLIENT, attributes=attributes
+                )
         self._started = time.perf_counter()
 
     def answered(self, status_code: int) -> None:
         """The answer's status line came."""
         self.status_code = status_code
-        if status_code == 429 and self._instruments is not None:
-            self._instruments.throttled.add(
-                1, {"server.address": self._attributes["server.address"]}
-            )
+        if status_code == 429 and self._instruments is not None and self._owner.on:
+            with self._owner.guard("counting a 429", METRICS):
+                self._instruments.throttled.add(
+                    1, {"server.address": self._attributes["server.address"]}
+                )
 
     def paused(self, seconds: float) -> None:
         """The answer paused every request of the client for ``seconds`` (``Retry-After``)."""
-        if self._span is not None:
-            _current_span().add_event(
-                "convoso.pause",
-                {"convoso.pause.seconds": seconds, "http.response.status_code": self.status_code},
-            )
+        if self._span is not None and self._owner.on:
+            with self._owner.guard("adding an event to a span"):
+                _current_span().add_event(
+                    "convoso.pause",
+                    {
+                        "convoso.pause.seconds": seconds,
+                        "http.response.status_code": self.status_code,
+                    },
+                )
 
     def __enter__(self) -> Attempt:
         return self
@@ -272,16 +374,19 @@ class Attempt:
             attributes["error.type"] = (
                 str(self.status_code) if self.status_code >= 400 else error_type(exc)
             )
-        if self._instruments is not None:
-            self._instruments.duration.record(elapsed, attributes)
+        owner = self._owner
+        if self._instruments is not None and owner.on:
+            with owner.guard("recording a duration", METRICS):
+                self._instruments.duration.record(elapsed, attributes)
         span = self._span
-        if span is not None:
-            if self.status_code:
-                span.set_attribute("http.response.status_code", self.status_code)
-            if exc is not None:
-                span.set_attribute("error.type", attributes["error.type"])
-                _set_error(span, exc)
-            span.end()
+        if span is not None and owner.on:
+            with owner.guard("ending a span"):
+                if self.status_code:
+                    span.set_attribute("http.response.status_code", self.status_code)
+                if exc is not None:
+                    span.set_attribute("error.type", attributes["error.type"])
+                    _set_error(span, exc)
+                span.end()
 
 
 class _Nothing:
@@ -302,30 +407,52 @@ NOTHING: Final = _Nothing()
 class _Attached:
     """A ``with`` block in which ``context`` (a span's) is the current one."""
 
-    __slots__ = ("_context", "_token")
+    __slots__ = ("_context", "_owner", "_token")
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, owner: Telemetry, context: Context) -> None:
+        self._owner = owner
         self._context = context
         self._token: object = None
 
     def __enter__(self) -> None:
-        self._token = _api("context").attach(self._context)
+        self._token = _attach(self._owner, self._context)
 
     def __exit__(self, *exc_info: object) -> None:
-        _api("context").detach(self._token)
+        _detach(self._owner, self._token)
+
+
+def _attach(owner: Telemetry, context: Context) -> object:
+    """Make ``context`` current; the token to restore the one before (None: nothing changed)."""
+    if owner.on:
+        with owner.guard("making a span current"):
+            token: object = _api("context").attach(context)
+            return token
+    return None
+
+
+def _detach(owner: Telemetry, token: object) -> None:
+    """Restore the context `_attach` replaced (even once telemetry is off: it is the caller's)."""
+    if token is not None:
+        with owner.guard("restoring the current span"):
+            _api("context").detach(token)
 
 
 class _ApiCall:
     """An API call's INTERNAL span, current while the call runs (its attempts are children)."""
 
-    __slots__ = ("_span", "_token")
+    __slots__ = ("_owner", "_span", "_token")
 
-    def __init__(self, tracer: Tracer, name: str, attributes: Attributes) -> None:
-        self._span = tracer.start_span(name, attributes=attributes)
+    def __init__(self, owner: Telemetry, span: Span) -> None:
+        self._owner = owner
+        self._span = span
         self._token: object = None
 
     def __enter__(self) -> None:
-        self._token = _api("context").attach(_api("trace").set_span_in_context(self._span))
+        owner = self._owner
+        if owner.on:
+            with owner.guard("making a span current"):
+                context = _api("trace").set_span_in_context(self._span)
+                self._token = _attach(owner, context)
 
     def __exit__(
         self,
@@ -333,16 +460,20 @@ class _ApiCall:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        _api("context").detach(self._token)
-        span = self._span
-        if exc is None:
-            span.set_attribute("convoso.outcome", "succeeded")
-        else:
-            cancelled = not isinstance(exc, Exception)
-            span.set_attribute("convoso.outcome", "cancelled" if cancelled else "failed")
-            span.set_attribute("error.type", error_type(exc))
-            _set_error(span, exc)
-        span.end()
+        owner = self._owner
+        _detach(owner, self._token)
+        if not owner.on:
+            return
+        with owner.guard("ending a span"):
+            span = self._span
+            if exc is None:
+                span.set_attribute("convoso.outcome", "succeeded")
+            else:
+                cancelled = not isinstance(exc, Exception)
+                span.set_attribute("convoso.outcome", "cancelled" if cancelled else "failed")
+                span.set_attribute("error.type", error_type(exc))
+                _set_error(span, exc)
+            span.end()
 
 
 def api_call(
@@ -366,7 +497,9 @@ def api_call(
         attributes["convoso.campaign_id"] = campaign_id
     if wanted_active is not None:
         attributes["convoso.wanted_active"] = wanted_active
-    return _ApiCall(observed.tracer, name, attributes)
+    with observed.guard("starting a span"):
+        return _ApiCall(observed, observed.tracer.start_span(name, attributes=attributes))
+    return NOTHING
 
 
 class BulkCall:
@@ -382,21 +515,25 @@ class BulkCall:
         self,
         name: str,
         attributes: Attributes,
-        tracer: Tracer | None = None,
-        instruments: _Instruments | None = None,
+        observed: Telemetry | None = None,
+        *,
+        counted: bool = True,
     ) -> None:
         self.name = name
-        self._instruments = instruments
-        self._span = None if tracer is None else tracer.start_span(name, attributes=attributes)
+        self._owner = observed
+        self._instruments = None if observed is None or not counted else observed.instruments
+        self._span: Span | None = None
         self._context: Context | None = None
-        if self._span is not None:
-            self._context = _api("trace").set_span_in_context(self._span)
+        if observed is not None and observed.tracer is not None:
+            with observed.guard("starting a span"):
+                self._span = observed.tracer.start_span(name, attributes=attributes)
+                self._context = _api("trace").set_span_in_context(self._span)
         self._tokens: list[object] = []
         self._finished = False
 
     def __enter__(self) -> BulkCall:
-        if self._context is not None:
-            self._tokens.append(_api("context").attach(self._context))
+        if self._owner is not None and self._context is not None:
+            self._tokens.append(_attach(self._owner, self._context))
         return self
 
     def __exit__(
@@ -405,14 +542,17 @@ class BulkCall:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._tokens:
-            _api("context").detach(self._tokens.pop())
+        if self._owner is not None and self._tokens:
+            _detach(self._owner, self._tokens.pop())
         if exc is not None:
             self.finish({}, error=exc)
 
     def current(self) -> _Attached | _Nothing:
         """The span current in this task for a ``with`` block (a stream's worker, say)."""
-        return NOTHING if self._context is None else _Attached(self._context)
+        owner = self._owner
+        if owner is None or self._context is None or not owner.on:
+            return NOTHING
+        return _Attached(owner, self._context)
 
     def finish(
         self,
@@ -427,21 +567,32 @@ class BulkCall:
         ``error`` is the exception leaving the call (a cancellation: the batch was
         interrupted). Only the first call counts.
         """
-        if self._finished or (self._span is None and self._instruments is None):
+        owner = self._owner
+        if self._finished or owner is None:
             return  # ended already, or `NOT_OBSERVED` (shared: never changed)
         self._finished = True
-        if self._instruments is not None:
-            for bucket, count in counts.items():
-                if count and bucket != "planned":
-                    self._instruments.outcomes.add(
-                        count, {"convoso.outcome": bucket, "convoso.operation": self.name}
-                    )
-        span = self._span
-        if span is None:
-            return
+        if self._instruments is not None and owner.on:
+            with owner.guard("counting outcomes", METRICS):
+                for bucket, count in counts.items():
+                    if count and bucket != "planned":
+                        self._instruments.outcomes.add(
+                            count, {"convoso.outcome": bucket, "convoso.operation": self.name}
+                        )
+        if self._span is not None and owner.on:
+            with owner.guard("ending a span"):
+                self._end(self._span, counts, stopped_by, error, extra or {})
+
+    @staticmethod
+    def _end(
+        span: Span,
+        counts: Mapping[str, int],
+        stopped_by: str | None,
+        error: BaseException | None,
+        extra: Attributes,
+    ) -> None:
         for bucket, count in counts.items():
             span.set_attribute(f"convoso.bulk.{bucket}", count)
-        for key, value in (extra or {}).items():
+        for key, value in extra.items():
             span.set_attribute(key, value)
         if error is not None:
             span.set_attribute("convoso.bulk.stopped_by", stopped_by or "interrupted")
@@ -462,10 +613,9 @@ def bulk_call(name: str, attributes: Attributes, *, counted: bool = True) -> Bul
     observed = active()
     if observed is None:
         return NOT_OBSERVED
-    instruments = observed.instruments if counted else None
-    if observed.tracer is None and instruments is None:
+    if observed.tracer is None and (observed.instruments is None or not counted):
         return NOT_OBSERVED
-    return BulkCall(name, attributes, observed.tracer, instruments)
+    return BulkCall(name, attributes, observed, counted=counted)
 
 
 def event(name: str, attributes: Attributes, count: str | None = None) -> None:
@@ -474,9 +624,11 @@ def event(name: str, attributes: Attributes, count: str | None = None) -> None:
     if observed is None:
         return
     if observed.tracer is not None:
-        _current_span().add_event(name, attributes)
-    if count is not None and observed.instruments is not None:
-        getattr(observed.instruments, count).add(1)
+        with observed.guard("adding an event to a span"):
+            _current_span().add_event(name, attributes)
+    if count is not None and observed.instruments is not None and observed.on:
+        with observed.guard(f"counting {name}", METRICS):
+            getattr(observed.instruments, count).add(1)
 
 
 # -- breakers and limiters: their state changes, and the gauges that read them ----------------
@@ -511,15 +663,17 @@ def breaker_changed(breaker: object, state: str, attributes: Attributes) -> None
         return
     identity = _breakers.get(breaker, 0)
     if observed.instruments is not None:
-        observed.instruments.transitions.add(
-            1, {"convoso.circuit_breaker.state": state, "convoso.circuit_breaker.id": identity}
-        )
-    if observed.tracer is not None:
+        with observed.guard("counting a breaker's change", METRICS):
+            observed.instruments.transitions.add(
+                1, {"convoso.circuit_breaker.state": state, "convoso.circuit_breaker.id": identity}
+            )
+    if observed.tracer is not None and observed.on:
         name = "half_opened" if state == "half-open" else "opened" if state == "open" else state
-        _current_span().add_event(
-            f"convoso.circuit_breaker.{name}",
-            {**attributes, "convoso.circuit_breaker.id": identity},
-        )
+        with observed.guard("adding an event to a span"):
+            _current_span().add_event(
+                f"convoso.circuit_breaker.{name}",
+                {**attributes, "convoso.circuit_breaker.id": identity},
+            )
 
 
 def _observe_rates(options: CallbackOptions) -> Iterable[Observation]:
@@ -572,24 +726,45 @@ class _State:
         self.meter_provider: object = None
         self.telemetry: Telemetry | None = None
         self.override: tuple[object, object] | None = None
-        self.lock = threading.Lock()
+        self.lookup_failed = False
+        # Reentrant: a hook failing while the providers are resolved turns them off in there.
+        self.lock = threading.RLock()
 
     def resolve(self, trace_api: Any, metrics_api: Any) -> Telemetry | None:
         override = self.override
         if override is not None:
             tracer_provider, meter_provider = override
+        elif self.lookup_failed:
+            return None
         else:
-            tracer_provider = None if trace_api is None else trace_api.get_tracer_provider()
-            meter_provider = None if metrics_api is None else metrics_api.get_meter_provider()
+            try:
+                tracer_provider = None if trace_api is None else trace_api.get_tracer_provider()
+                meter_provider = None if metrics_api is None else metrics_api.get_meter_provider()
+            except Exception as error:
+                # The API builds a provider named by OTEL_PYTHON_TRACER_PROVIDER (or _METER_)
+                # on each look-up until one loads: a broken one raises every time.
+                self.lookup_failed = True
+                _report(
+                    "looking up the global providers",
+                    "the OpenTelemetry API (a provider named by OTEL_PYTHON_*_PROVIDER?)",
+                    error,
+                    "in this process",
+                )
+                return None
         if tracer_provider is self.tracer_provider and meter_provider is self.meter_provider:
             return self.telemetry
         with self.lock:
-            tracer = _tracer(tracer_provider)
-            meter = _meter(meter_provider)
-            instruments = None if meter is None else _Instruments(meter)
-            self.telemetry = (
-                None if tracer is None and meter is None else Telemetry(tracer, instruments)
-            )
+            if tracer_provider is self.tracer_provider and meter_provider is self.meter_provider:
+                return self.telemetry  # another thread got here first
+            made = Telemetry(tracer_provider, meter_provider)
+            with made.guard("getting a tracer"):
+                made.tracer = _tracer(tracer_provider)
+            if made.on:
+                with made.guard("making the metric instruments", METRICS):
+                    meter = _meter(meter_provider)
+                    made.instruments = None if meter is None else _Instruments(meter)
+            working = made.on and (made.tracer is not None or made.instruments is not None)
+            self.telemetry = made if working else None
             self.tracer_provider, self.meter_provider = tracer_provider, meter_provider
             return self.telemetry
 
