@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         RateLimiterUnavailableError,
         ResponseDecodeError,
         ServerError,
+        UnexpectedResponseError,
     )
     from ._models import Campaign, CampaignStatus, LastCallDate
     from ._pacing.breaker import CircuitBreaker, RetryBudget
@@ -87,6 +88,7 @@ _HOMES = {
     "ScheduleError": ".schedule",
     "ServerError": "._errors",
     "StatusOutcome": "._bulk.changes",
+    "UnexpectedResponseError": "._errors",
     "set_testing": "._pacing.retry",
 }
 
@@ -123,6 +125,7 @@ __all__ = [
     "ScheduleError",
     "ServerError",
     "StatusOutcome",
+    "UnexpectedResponseError",
     "__version__",
     "set_testing",
 ]

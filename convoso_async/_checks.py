@@ -18,6 +18,7 @@ import math
 
 from ._defaults import DEFAULT_BASE_URL, ENV_AUTH_TOKEN, MAX_CONCURRENCY_LIMIT, MAX_RETRIES_LIMIT
 from ._errors import ConfigurationError
+from ._redaction import redact_url
 
 __all__ = [
     "check_base_url",
@@ -124,18 +125,26 @@ def check_token(token: object) -> str:
 
 
 def check_base_url(url: object) -> str:
-    """The API root: an http(s) URL without query or fragment, without its trailing slash."""
+    """The API root: an http(s) URL without query or fragment, without its trailing slash.
+
+    A message about it shows it with any password in it as ``***``.
+    """
     import httpx2  # here, not above: the command line checks options without an HTTP library
 
     if not isinstance(url, str):
         raise ConfigurationError(f"base_url must be a string, not {type(url).__name__}")
+    shown = redact_url(url)
     try:
         parsed = httpx2.URL(url)
     except (httpx2.InvalidURL, TypeError):
-        raise ConfigurationError(f"base_url {url!r} is not a valid URL") from None
+        raise ConfigurationError(f"base_url {shown!r} is not a valid URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigurationError(
-            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, not {url!r}"
+            f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL!r}, not {shown!r}"
+        )
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ConfigurationError(
+            f"base_url {shown!r} names port {parsed.port}; a port is 1 to 65535"
         )
     if parsed.query or parsed.fragment:
         raise ConfigurationError("base_url must not carry a query or fragment")

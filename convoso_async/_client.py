@@ -44,6 +44,7 @@ from ._log import configure_from_env
 from ._pacing.breaker import CircuitBreaker, Guard, RetryBudget
 from ._pacing.ratelimit import PauseGate, RateLimiter, limiter_from_option
 from ._pacing.retry import RetryPolicy
+from ._redaction import redact_url
 from ._resources.campaigns import Campaigns
 from ._resources.endpoints import FieldValue, check_path, form_fields
 
@@ -170,7 +171,10 @@ class AsyncConvoso:
 
     @property
     def base_url(self) -> str:
-        """The API root requests go to."""
+        """The API root requests go to, as given (any ``user:password@`` in it included).
+
+        The client shows it (``repr``, errors, telemetry) with the password as ``***``.
+        """
         return self._pipeline.base_url
 
     @property
@@ -344,7 +348,7 @@ class AsyncConvoso:
     def __repr__(self) -> str:
         limiter = self._pipeline.limiter
         return (
-            f"AsyncConvoso(base_url={self.base_url!r}, timeout={self._timeout:g}, "
+            f"AsyncConvoso(base_url={redact_url(self.base_url)!r}, timeout={self._timeout:g}, "
             f"max_retries={self.max_retries}, max_concurrency={self._max_concurrency}, "
             f"rate_limit={limiter!r})"
         )

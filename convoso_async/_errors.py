@@ -14,6 +14,7 @@
      ├─ APIConnectionError          network failure after retries
      │   └─ APITimeoutError
      ├─ ResponseDecodeError         body is not JSON or not the documented shape
+     │   └─ UnexpectedResponseError  `success` neither true nor false: the outcome is unknown
      ├─ NotSentError                never sent: `.reason` says why (deadline, interrupted)
      │   └─ CircuitOpenError         the circuit breaker is open: Convoso looks down
      ├─ RateLimiterUnavailableError the shared (Redis) limiter did not answer in time
@@ -28,6 +29,7 @@ campaign id, the API path, the status code and Convoso's own error text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 
 
@@ -219,6 +221,52 @@ class ResponseDecodeError(ConvosoError):
         super().__init__(f"{message} at {path}" if path else message)
 
 
+class UnexpectedResponseError(ResponseDecodeError):
+    """Convoso answered JSON whose ``success`` is neither ``true`` nor ``false``.
+
+    Convoso's envelope carries a JSON boolean. A string (``"false"``), a number, ``null``,
+    or no ``success`` where the endpoint always sends one is read as neither success nor
+    failure: the request may or may not have been applied, so check before sending it again.
+
+    Attributes:
+        endpoint: the API path that answered, e.g. ``/leads/insert``.
+        value: what ``success`` held (``None`` when it was missing).
+        missing: True when the answer had no ``success`` at all.
+    """
+
+    def __init__(self, endpoint: str, value: object = None, *, missing: bool = False) -> None:
+        self.endpoint = endpoint
+        self.value = value
+        self.missing = missing
+        if missing:
+            found = 'no "success"'
+        elif value is None:
+            found = '"success": null'
+        else:
+            found = f'"success": {_quoted(value)} ({_json_kind(value)})'
+        super().__init__(
+            f"POST {endpoint}: Convoso answered {found}, neither true nor false, so whether "
+            "it was applied is unknown; check before sending it again"
+        )
+        self.path = "success"
+
+
+def _quoted(value: object) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
+
+
 class NotSentError(ConvosoError):
     """The request was never sent, so the campaign was not changed. Sending it later is safe.
 
@@ -336,5 +384,6 @@ for _public in (
     RateLimiterUnavailableError,
     ResponseDecodeError,
     ServerError,
+    UnexpectedResponseError,
 ):
     _public.__module__ = "convoso_async"

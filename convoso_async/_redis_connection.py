@@ -48,6 +48,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._redaction import redact_url
+
 __all__ = [
     "ACL_COMMANDS",
     "CLUSTER_ACL_COMMANDS",
@@ -175,31 +177,6 @@ def acl_rules(keys: list[str], *, cluster: bool) -> str:
     commands = ACL_COMMANDS + (CLUSTER_ACL_COMMANDS if cluster else ())
     base = "".join(f"\\{c}" if c in "*?[]\\" else c for c in keys[0])
     return " ".join([*commands, f"~{base}", f"~{base}:*"])
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with its password (in the user part or the query) replaced by ``***``.
-
-    >>> redact_url("redis://app:s3cret@cache:6379/0")
-    'redis://app:***@cache:6379/0'
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable Redis URL>"
-    netloc = parts.netloc
-    if "@" not in netloc and "password" not in parts.query.lower():
-        return url
-    if "@" in netloc:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        user, has_password, _ = userinfo.partition(":")
-        # Without a colon the whole user part may be a password in the writer's mind.
-        netloc = f"{user}:***@{hostinfo}" if has_password else f"***@{hostinfo}"
-    pieces = []
-    for piece in parts.query.split("&"):
-        name = piece.partition("=")[0]
-        pieces.append(f"{name}=***" if unquote(name).lower() == "password" else piece)
-    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(pieces), ""))
 
 
 def url_secrets(url: str) -> tuple[str, ...]:

@@ -11,8 +11,10 @@ the generic forms other APIs use for the same thing.
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import respx
+from mocked_api import BASE_URL, TOKEN
 
 from convoso_async import (
     APIError,
@@ -129,14 +131,32 @@ async def test_a_base_url_without_v1_gets_a_hint_from_the_fake(anyio_backend: st
     assert [r.status for r in fake.requests] == [404, 200]
 
 
-async def test_an_html_404_gets_the_same_hint(convoso: AsyncConvoso, api: respx.MockRouter) -> None:
-    api.post("/campaigns/search").respond(404, html="<h1>Not Found</h1>")
-    with pytest.raises(APIStatusError) as caught:
-        await convoso.campaigns.search()
+async def test_an_html_404_gets_the_same_hint() -> None:
+    root = "https://api.test.invalid"
+    with respx.mock(base_url=root, using="httpx") as api:
+        api.post("/campaigns/search").respond(404, html="<h1>Not Found</h1>")
+        async with httpx.AsyncClient() as http:
+            convoso = AsyncConvoso(TOKEN, base_url=root, http_client=http)
+            with pytest.raises(APIStatusError) as caught:
+                await convoso.campaigns.search()
     assert str(caught.value).startswith("POST /campaigns/search answered HTTP 404: ")
     assert "check it (Convoso's is https://api.convoso.com/v1: did you forget /v1?)" in str(
         caught.value
     )
+
+
+async def test_a_404_under_a_base_url_with_v1_blames_the_path_not_the_base(
+    convoso: AsyncConvoso, api: respx.MockRouter
+) -> None:
+    api.post("/leads/serch").respond(404, html="<h1>Not Found</h1>")
+    api.post("/leads/searhc").respond(404, json={"success": False, "error": "Not found"})
+    for path, error in (("/leads/serch", APIStatusError), ("/leads/searhc", APIError)):
+        with pytest.raises(error) as caught:
+            await convoso.post(path)
+        assert "forget /v1" not in str(caught.value)
+        assert f"no API answers at {path} under {BASE_URL}; check the endpoint's path" in str(
+            caught.value
+        )
 
 
 def test_the_cli_shows_the_hint_and_exits_3(

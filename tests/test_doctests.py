@@ -27,6 +27,7 @@ MODULES = [
     "convoso_async._models",
     "convoso_async._pacing.breaker",
     "convoso_async._pacing.ratelimit",
+    "convoso_async._redaction",
     "convoso_async._redis_connection",
     "convoso_async.schedule._model",
     "convoso_async.schedule._reader",

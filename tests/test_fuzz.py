@@ -307,6 +307,7 @@ def test_any_search_answer_gives_campaigns_or_a_decode_or_api_error(answer: Answ
         assert 200 <= answer.status < 300
         assert isinstance(payload, dict)
         assert isinstance(payload.get("data"), list)
+        assert payload.get("success", True) is True  # "success": "false" is no success
         assert len(outcome) == len(payload["data"])
 
 

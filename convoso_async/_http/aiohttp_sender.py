@@ -80,7 +80,7 @@ def _encoded(raw_headers: RawHeaders) -> bool:
 
 
 def decode_body(status: int, raw_headers: RawHeaders, raw: bytes, limit: int, url: str) -> bytes:
-    """The body as httpx2 gives it, or `ResponseDecodeError` past ``limit`` decoded bytes.
+    """The body as httpx2 gives it; `SendError` (``"too large"``) past ``limit`` decoded bytes.
 
     Raises `SendError` (``"decode"``) when it does not decode, as httpx2 raises
     ``DecodingError``.
@@ -94,7 +94,7 @@ def decode_body(status: int, raw_headers: RawHeaders, raw: bytes, limit: int, ur
         for part in response.iter_bytes():
             size += len(part)
             if size > limit:
-                raise too_large(url, limit)
+                raise too_large(limit)
             parts.append(part)
     except httpx2.DecodingError as exc:
         raise SendError("decode", str(exc)) from None
@@ -218,7 +218,7 @@ class AiohttpSender:
     async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer:
         """POST a form; the answer, decoded, within ``time_limit`` seconds.
 
-        Raises `SendError`, or `ResponseDecodeError` past ``max_bytes`` (as sent or decoded).
+        Raises `SendError` (``"too large"`` past ``max_bytes``, as sent or decoded).
         """
         try:
             async with self._get_session().post(
@@ -281,4 +281,4 @@ async def _read_capped(answer: aiohttp.ClientResponse, url: str, limit: int) -> 
         else:
             return b"".join(parts)
     answer.close()  # stop reading: the connection goes, not back to the pool
-    raise too_large(url, limit)
+    raise too_large(limit)

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Literal
-from urllib.parse import urlsplit
-
-from convoso_async._errors import ResponseDecodeError
 
 __all__ = ["NEVER_CONNECTED", "Answer", "SendError", "never_connected", "too_large"]
 
@@ -50,7 +47,8 @@ class SendError(Exception):
     """Sending failed before a whole answer came back.
 
     ``kind`` is ``"timeout"`` (no complete answer in time), ``"decode"`` (the
-    bytes came but do not decompress: asking again gets the same) or
+    bytes came but do not decompress: asking again gets the same), ``"too
+    large"`` (the answer passed ``max_response_bytes``: see `too_large`) or
     ``"connection"`` (anything else on the way: refused, reset, TLS, a broken
     answer). The message says what happened and never holds a request body.
 
@@ -63,7 +61,7 @@ class SendError(Exception):
 
     def __init__(
         self,
-        kind: Literal["timeout", "decode", "connection"],
+        kind: Literal["timeout", "decode", "too large", "connection"],
         detail: str,
         *,
         never_connected: bool = False,
@@ -92,10 +90,14 @@ class Answer:
         return f"Answer(status_code={self.status_code}, {len(self.content)} bytes)"
 
 
-def too_large(url: str, limit: int) -> ResponseDecodeError:
-    """The error for an answer past ``max_response_bytes`` (the body was not kept)."""
-    return ResponseDecodeError(
-        f"POST {urlsplit(url).path}: the answer is larger than max_response_bytes "
-        f"({limit:,} bytes); it was not read further and its connection was closed. Raise "
-        "max_response_bytes if answers this large are expected"
+def too_large(limit: int) -> SendError:
+    """The error for an answer past ``max_response_bytes`` (the body was not kept).
+
+    The pipeline raises it as a `ResponseDecodeError` naming the endpoint's path.
+    """
+    return SendError(
+        "too large",
+        f"the answer is larger than max_response_bytes ({limit:,} bytes); it was not read "
+        "further and its connection was closed. Raise max_response_bytes if answers this "
+        "large are expected",
     )

@@ -102,7 +102,7 @@ class HttpxSender:
     async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer:
         """POST ``body`` to ``url``; the answer, read and decoded, within ``time_limit`` seconds.
 
-        Raises `SendError`, or `ResponseDecodeError` past ``max_bytes`` (as sent or decoded).
+        Raises `SendError` (``"too large"`` past ``max_bytes``, as sent or decoded).
         """
         parsed = self._urls.get(url)
         if parsed is None:  # parsed once per URL, not per request
@@ -127,13 +127,13 @@ class HttpxSender:
         ) as response:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
-                raise too_large(url, limit)
+                raise too_large(limit)
             parts: list[bytes] = []
             size = 0
             async for part in response.aiter_bytes():
                 size += len(part)
                 if size > limit or response.num_bytes_downloaded > limit:
-                    raise too_large(url, limit)  # leaving the block closes the connection
+                    raise too_large(limit)  # leaving the block closes the connection
                 parts.append(part)
         return Answer(response.status_code, b"".join(parts), response.headers)
 

@@ -31,11 +31,19 @@ from convoso_async._errors import (
     RateLimitError,
     ResponseDecodeError,
     ServerError,
+    UnexpectedResponseError,
 )
 from convoso_async._log import logger
 from convoso_async._pacing.breaker import Guard
 from convoso_async._pacing.ratelimit import PauseGate, RateLimiter, ThrottleFeedback
 from convoso_async._pacing.retry import RetryPolicy, is_testing, parse_retry_after
+from convoso_async._redaction import (
+    MIN_SECRET_LENGTH,
+    redact_secret,
+    redact_url,
+    redact_userinfo,
+    telemetry_url,
+)
 
 from .answer import SendError
 from .pool import Pool
@@ -116,7 +124,7 @@ class Pipeline:
         self._feedback = limiter if isinstance(limiter, ThrottleFeedback) else None
 
     def __repr__(self) -> str:
-        return f"Pipeline(base_url={self.base_url!r}, limiter={self.limiter!r})"
+        return f"Pipeline(base_url={redact_url(self.base_url)!r}, limiter={self.limiter!r})"
 
     def with_limiter(self, limiter: RateLimiter | None) -> Pipeline:
         """The same pipeline (token, pause gate, guard) pacing on another limiter."""
@@ -209,7 +217,7 @@ class Pipeline:
         waiting = time.perf_counter()
         await self._wait_turn()
         observed.waited(time.perf_counter() - waiting, number)
-        with observed.attempt(url, number, campaign_id) as note:
+        with observed.attempt(telemetry_url(url), number, campaign_id) as note:
             return await self._exchange(pool, url, path, body, limits, campaign_id, number, note)
 
     async def _wait_turn(self) -> None:
@@ -291,6 +299,7 @@ class Pipeline:
                 path=path,
                 campaign_id=campaign_id,
                 secret=self._token,
+                base_url=self.base_url,
             )
         except APIStatusError as error:
             retry_after = None if is_testing() else error.retry_after
@@ -305,7 +314,9 @@ class Pipeline:
             raise
 
     def _network_error(self, exc: SendError, path: str, campaign_id: str | None) -> ConvosoError:
-        detail = _redact(exc.detail, self._token)
+        detail = redact_userinfo(redact_secret(exc.detail, self._token), self.base_url)
+        if exc.kind == "too large":
+            return ResponseDecodeError(f"POST {path}: {detail}")
         if exc.kind == "decode":
             # The bytes arrived but do not decompress: a bad answer, not a
             # network failure, and asking again would get the same.
@@ -325,17 +336,6 @@ def _about(campaign_id: str | None) -> str:
     return "" if campaign_id is None else f" campaign={campaign_id}"
 
 
-#: Shorter secrets are not searched for in text: "t" would be found in every
-#: word. Convoso's tokens are far longer; only toy tokens in tests are this short.
-MIN_REDACTED_LENGTH = 8
-
-
-def _redact(text: str, secret: str) -> str:
-    if len(secret) < MIN_REDACTED_LENGTH or secret not in text:
-        return text
-    return text.replace(secret, "***")
-
-
 def decode_answer(
     status_code: int,
     headers: Mapping[str, str],
@@ -344,19 +344,22 @@ def decode_answer(
     path: str,
     campaign_id: str | None = None,
     secret: str = "",
+    base_url: str = "",
 ) -> dict[str, Any]:
     """Decode one answer: the JSON object on success, else raise the mapped error.
 
     Order matters: 429 and 5xx are classified by status first (they are
     retried even when a body says ``success: false``); then a ``success:
     false`` body is an `APIError` whatever the status; then any other non-2xx
-    is an `APIStatusError`; then a 2xx must be a JSON object.
+    is an `APIStatusError`; then a 2xx must be a JSON object whose
+    ``success``, when it has one, is ``true`` (any other value is an
+    `UnexpectedResponseError`). ``base_url`` only shapes a 404's hint.
     """
     if status_code == 429 or status_code >= 500:
         retry_after = parse_retry_after(headers.get("retry-after"))
         error_cls = RateLimitError if status_code == 429 else ServerError
         raise error_cls(status_code, path=path, campaign_id=campaign_id, retry_after=retry_after)
-    if len(secret) >= MIN_REDACTED_LENGTH and secret.encode() in content:
+    if len(secret) >= MIN_SECRET_LENGTH and secret.encode() in content:
         # A server that echoes the token back (in an error text, a code, a
         # bad field) must not carry it into any message built from the body.
         content = content.replace(secret.encode(), b"***")
@@ -368,7 +371,7 @@ def decode_answer(
         error = _api_error(payload, status_code, campaign_id)
         if status_code == 404 and type(error) is APIError:
             error = APIError(
-                f"{error.message}; {_unknown_path(path)}",
+                f"{error.message}; {_unknown_path(path, base_url)}",
                 code=error.code,
                 status_code=404,
                 campaign_id=campaign_id,
@@ -385,7 +388,7 @@ def decode_answer(
             path=path,
             campaign_id=campaign_id,
             retry_after=retry_after,
-            detail=_unknown_path(path) if status_code == 404 else "",
+            detail=_unknown_path(path, base_url) if status_code == 404 else "",
         )
     if payload is _NOT_JSON:
         kind = headers.get("content-type", "no content type").split(";")[0]
@@ -397,13 +400,21 @@ def decode_answer(
         raise ResponseDecodeError(
             f"POST {path}: expected a JSON object, got {type(payload).__name__}", path="$"
         )
+    if "success" in payload and payload["success"] is not True:
+        raise UnexpectedResponseError(path, payload["success"])
     return payload
 
 
 _NOT_JSON: Any = object()
 
 
-def _unknown_path(path: str) -> str:
+def _unknown_path(path: str, base_url: str) -> str:
+    if base_url.endswith("/v1"):
+        # The base URL has Convoso's /v1: the endpoint's path is the suspect.
+        return (
+            f"no API answers at {path} under {redact_url(base_url)}; check the endpoint's "
+            "path against Convoso's API reference"
+        )
     # Almost always a base URL without Convoso's /v1, whose paths all 404.
     return (
         f"no API answers at {path} under this base URL; check it "

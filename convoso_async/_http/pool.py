@@ -214,8 +214,8 @@ class Pool:
 
         ``time_limit`` bounds the whole attempt, not each read: per-read limits
         alone let a server that trickles its answer hold a call for minutes.
-        Raises `SendError`, or `ResponseDecodeError` for an answer past
-        ``max_bytes`` (as sent, or once decoded).
+        Raises `SendError` (``"too large"`` for an answer past ``max_bytes``,
+        as sent or once decoded).
         """
         if self._caller is not None:
             if self.closed:

@@ -16,7 +16,7 @@ from convoso_async import _telemetry as telemetry
 from convoso_async._bulk import changes
 from convoso_async._bulk.changes import BatchProgress, BatchResult, StatusOutcome
 from convoso_async._checks import check_callback, check_concurrency, check_flag, check_number
-from convoso_async._errors import ResponseDecodeError
+from convoso_async._errors import ResponseDecodeError, UnexpectedResponseError
 from convoso_async._http.pipeline import AttemptCounter
 from convoso_async._models import Campaign, structure
 
@@ -284,10 +284,9 @@ class Campaigns:
                 counter=counter,
             )
             if payload.get("success") is not True:
-                raise ResponseDecodeError(
-                    "Convoso's answer is not of the documented shape: expected true, "
-                    f"got {payload.get('success')!r}",
-                    path="success",
+                # The status answer always says: without a word, the change is unknown.
+                raise UnexpectedResponseError(
+                    STATUS_PATH, payload.get("success"), missing="success" not in payload
                 )
 
 

@@ -10,8 +10,12 @@ data, so a mistake is a ``TypeError`` or ``ValueError``.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping
 from typing import TypeAlias
+from urllib.parse import unquote_to_bytes
+
+from convoso_async._redaction import redact_url
 
 __all__ = ["FieldValue", "check_path", "form_fields"]
 
@@ -26,7 +30,8 @@ def check_path(path: object, base_url: str) -> str:
 
     Refused: anything but a string; a full URL; a path not starting with ``/``;
     a query or fragment (fields go in the form body, where the token is); spaces
-    or control characters; a path repeating the base URL's ``/v1``.
+    or control characters; a path repeating the base URL's ``/v1``; and anything
+    but plain segments below the base URL's path (see `_check_segments`).
     """
     if not isinstance(path, str):
         raise TypeError(f"path must be a string such as {_EXAMPLE}, not {type(path).__name__}")
@@ -44,11 +49,63 @@ def check_path(path: object, base_url: str) -> str:
         raise ValueError(f"path {path!r} holds a space or a character that cannot be sent")
     if path.strip("/") == "":
         raise ValueError(f"path {path!r} names no endpoint; such as {_EXAMPLE}")
+    _check_segments(path)
     if base_url.endswith("/v1") and (path == "/v1" or path.startswith("/v1/")):
         raise ValueError(
-            f"path {path!r} repeats the base URL's /v1 ({base_url}): pass {path[3:] or '/'!r}"
+            f"path {path!r} repeats the base URL's /v1 ({redact_url(base_url)}): "
+            f"pass {path[3:] or '/'!r}"
         )
     return path
+
+
+def _check_segments(path: str) -> None:
+    """Refuse a path that is not a sequence of plain segments below the base URL's path.
+
+    A ``.`` or ``..`` segment moves the request elsewhere on the server (HTTP
+    libraries resolve them; servers and proxies decode ``%2e%2e`` and resolve it
+    too), with the token in its body. So a segment is refused when, decoded as
+    often as it decodes (``%252e`` is ``%2e`` is ``.``), read as a server may
+    (``\\`` as ``/``, ``;`` starting parameters, compatibility forms of ``.``), it
+    holds a dot segment, a ``/`` or ``\\``, or bytes that are not UTF-8. Empty
+    segments (``//``) are refused too; one trailing ``/`` is kept.
+    """
+    segments = path[1:].split("/")
+    if segments[-1] == "":
+        segments.pop()
+    for segment in segments:
+        if segment == "":
+            raise ValueError(f"path {path!r} has an empty segment ('//'); such as {_EXAMPLE}")
+        plain = _decoded(segment)
+        if plain is None:
+            raise ValueError(
+                f"path {path!r}: segment {segment!r} is percent-encoded bytes that are not "
+                "UTF-8; pass the endpoint's path as Convoso's reference writes it"
+            )
+        if "/" in plain or "\\" in plain:
+            raise ValueError(
+                f"path {path!r}: segment {segment!r} holds a '/' or '\\' (encoded or not); "
+                f"pass plain segments such as {_EXAMPLE}"
+            )
+        core = unicodedata.normalize("NFKC", plain).partition(";")[0].strip()
+        if core and set(core) == {"."}:
+            raise ValueError(
+                f"path {path!r} leaves the base URL's path: {segment!r} is a '.' or '..' "
+                f"segment (in some encoding); pass an endpoint's path below it, such as {_EXAMPLE}"
+            )
+
+
+def _decoded(segment: str) -> str | None:
+    """``segment`` percent-decoded until nothing changes; None if that is not UTF-8."""
+    text = segment
+    while "%" in text:
+        try:
+            decoded = unquote_to_bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if decoded == text:
+            break
+        text = decoded
+    return text
 
 
 def form_fields(fields: object) -> dict[str, str]:
@@ -76,8 +133,9 @@ def form_fields(fields: object) -> dict[str, str]:
             raise ValueError(f"field name {name!r} is empty or cannot be sent")
         if _files_as_token(name):
             raise ValueError(
-                f"field {name!r} would stand for the auth token, which the client sends "
-                "itself (auth_token=... or CONVOSO_AUTH_TOKEN): leave it out of fields"
+                f"field {name!r} would be read by Convoso (PHP) as auth_token, replacing the "
+                "auth token the client sends itself (auth_token=... or CONVOSO_AUTH_TOKEN): "
+                "leave it out of fields"
             )
         form[name] = _text(name, value)
     return form
@@ -109,13 +167,41 @@ def _encodable(text: str) -> bool:
 
 
 def _files_as_token(name: str) -> bool:
-    """Whether PHP (so Convoso) would read field ``name`` as ``auth_token``.
+    """Whether Convoso (PHP) could read form field ``name`` as ``auth_token``.
 
-    PHP drops leading spaces, reads ``' '`` and ``'.'`` (and an unclosed ``'['``)
-    as ``'_'``, and files ``a[x]`` under ``a``; case is ignored here for safety.
+    The client sends its token first; a later field PHP files under the same
+    name replaces it. PHP reads a form body's name by percent-decoding it (the
+    client encodes it, so PHP gets the name's UTF-8 bytes back), then, in
+    ``php_register_variable_ex``: the name ends at its first NUL; leading
+    spaces are dropped; ``' '`` and ``'.'`` become ``'_'`` up to the first
+    ``'['``; a ``'['`` with a ``']'`` anywhere after it makes the name an array
+    filed under what comes before (``auth_token[]``, ``auth_token[x]``,
+    ``auth_token[ ]``), which still replaces the token; an unclosed ``'['``
+    becomes ``'_'`` and the rest is kept (PHP 8 also turns the rest's ``' '``,
+    ``'.'`` and ``'['`` into ``'_'``; PHP 7 does not); nothing before the
+    first ``'['`` means the field is dropped.
+
+    Beyond PHP's exact reading, a name is refused when its reading differs from
+    ``auth_token`` only in ASCII case, or when it reads as ``auth_token`` once
+    percent-decoded again (``auth%5Ftoken``): no real field is named so, and a
+    layer before PHP that folds case or decodes twice must not turn it into the token.
     """
-    name = name.lstrip(" ")
-    head, bracket, tail = name.partition("[")
-    if bracket and "]" not in tail:
-        head = f"{head}_{tail}"
-    return head.replace(" ", "_").replace(".", "_").lower() == "auth_token"
+    raw = name.encode()
+    readings = _php_readings(raw) | _php_readings(unquote_to_bytes(raw.replace(b"+", b" ")))
+    return any(reading.lower() == b"auth_token" for reading in readings)
+
+
+#: PHP 8 turns these into '_' after an unclosed '['.
+_AFTER_OPEN_BRACKET = bytes.maketrans(b" .[", b"___")
+
+
+def _php_readings(raw: bytes) -> set[bytes]:
+    """The top-level ``$_POST`` keys PHP 7 and PHP 8 file the decoded name ``raw`` under."""
+    name = raw.partition(b"\0")[0].lstrip(b" ")
+    head, bracket, rest = name.partition(b"[")
+    head = head.replace(b" ", b"_").replace(b".", b"_")
+    if not head:
+        return set()  # PHP drops a field without a name
+    if not bracket or b"]" in rest:
+        return {head}
+    return {head + b"_" + rest, head + b"_" + rest.translate(_AFTER_OPEN_BRACKET)}

@@ -265,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument(
         "fields",
         nargs="*",
+        default=[],  # without a default, argparse counts a "*" positional as required
         metavar="KEY=VALUE",
         help="form fields, e.g. list_id=5 (the token is added from the connection options)",
     )
