@@ -1,0 +1,193 @@
+"""`Convoso` used the hard way: garbage collected on its own thread, limiters shared across loops.
+
+Against the fake over loopback. Each test here once hung; a hang now fails it (the watchdog in
+``conftest.py`` dumps every thread's stack), and every wait below is bounded besides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from convoso_async import (
+    BatchResult,
+    ConfigurationError,
+    Convoso,
+)
+from convoso_async.testing import FakeConvoso
+
+#: Only guards against a hang: each test's work takes a few seconds at most.
+GUARD = 60.0
+
+
+def ids_of(count: int, first: int = 1001) -> list[str]:
+    return [str(first + n) for n in range(count)]
+
+
+def loop_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "convoso-sync-loop"]
+
+
+def concurrently(*works: Callable[[], Any]) -> list[Any]:
+    """Each ``work()`` in a thread of its own, all at once; their results, bounded by GUARD."""
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def target(index: int, work: Callable[[], Any]) -> None:
+        try:
+            results[index] = work()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=target, args=(n, work), daemon=True) for n, work in enumerate(works)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(GUARD)
+    assert not any(thread.is_alive() for thread in threads), "the calls deadlocked"
+    if errors:
+        raise errors[0]
+    return [results[n] for n in range(len(works))]
+
+
+@contextlib.contextmanager
+def collection_held() -> Iterator[None]:
+    """No automatic collection meanwhile: garbage is collected where the test says."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# -- garbage collected on the loop thread ------------------------------------------------------
+
+
+def test_an_iterator_collected_on_the_client_s_own_thread_stops_without_blocking_it() -> None:
+    fake = FakeConvoso(campaigns=20, latency=0.05)
+    with fake.serve_in_thread() as url, Convoso(fake.TOKEN, base_url=url) as convoso:
+        with collection_held():
+
+            def take_one_and_leave_it_in_a_cycle() -> str:
+                outcomes = convoso.campaigns.iter_set_status(ids_of(10), False, max_concurrency=1)
+                first = next(outcomes)
+                cycle: list[object] = [outcomes]
+                cycle.append(cycle)  # only the collector can free it now
+                return first.campaign_id
+
+            [taken] = concurrently(take_one_and_leave_it_in_a_cycle)
+
+            def collect(_: object) -> None:
+                gc.collect()  # on the loop thread: the iterator is finalized there
+
+            [result] = concurrently(
+                lambda: convoso.campaigns.set_status_many(["1020"], True, on_progress=collect)
+            )
+        assert isinstance(result, BatchResult)
+        assert result.ok
+        [later] = concurrently(convoso.campaigns.search)
+        assert len(later) == 20
+        [thread] = loop_threads()
+    thread.join(GUARD)
+    assert not thread.is_alive(), "close() left the loop thread running"
+    assert fake.campaign_status(taken) == "N"
+    # The abandoned iteration was stopped, not run to its end.
+    assert [fake.campaign_status(i) for i in ids_of(10)].count("Y") >= 1
+
+
+def test_close_from_a_callback_on_the_loop_thread_does_not_wait_for_itself() -> None:
+    fake = FakeConvoso(campaigns=5, latency=0.05)
+    with fake.serve_in_thread() as url:
+        convoso = Convoso(fake.TOKEN, base_url=url)
+        outcomes = convoso.campaigns.iter_set_status(ids_of(5), False, max_concurrency=1)
+        [first] = concurrently(lambda: next(outcomes))
+
+        def close_here(_: object) -> None:
+            convoso.close()
+
+        [result] = concurrently(
+            lambda: convoso.campaigns.set_status_many(["1005"], True, on_progress=close_here)
+        )
+        [thread] = loop_threads()
+        thread.join(GUARD)
+        assert not thread.is_alive(), "close() from the loop thread left it running"
+        with pytest.raises(ConfigurationError, match="closed"):
+            convoso.campaigns.search()
+        with pytest.raises(ConfigurationError, match="closed"):
+            next(outcomes)
+    assert first.ok
+    assert isinstance(result, BatchResult)
+
+
+# -- Ctrl-C while a sync call blocks a running event loop ---------------------------------------
+
+BULK_INSIDE_ASYNCIO_RUN_THEN_CTRL_C = """
+import asyncio, json, sys
+from convoso_async import Convoso
+
+ids = [str(1001 + n) for n in range(200)]
+partial = []
+
+def progress(counts):
+    if counts.done == 1:
+        print("started", flush=True)
+
+async def main():
+    # A sync library called from an async app: the call blocks the app's loop.
+    with Convoso(max_concurrency=4) as convoso:
+        try:
+            convoso.campaigns.set_status_many(
+                ids, False, on_progress=progress, on_interrupt=partial.append
+            )
+        finally:
+            print(json.dumps(partial[0].to_dict() if partial else None), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_ctrl_c_stops_a_sync_bulk_call_made_inside_asyncio_run_with_its_partial_result() -> None:
+    fake = FakeConvoso(campaigns=200, latency=0.3)
+    with fake.serve_in_thread() as url:
+        env = {**os.environ, "CONVOSO_AUTH_TOKEN": fake.TOKEN, "CONVOSO_BASE_URL": url}
+        child = subprocess.Popen(
+            [sys.executable, "-c", BULK_INSIDE_ASYNCIO_RUN_THEN_CTRL_C],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "started"
+            child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=GUARD)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    assert child.returncode in (130, -signal.SIGINT), err  # ended by the KeyboardInterrupt
+    assert err.rstrip().endswith("KeyboardInterrupt"), err
+    result = json.loads(out)
+    assert result is not None, "on_interrupt was not called"
+    places = [*result["succeeded"], *result["failed"], *result["not_sent"], *result["unknown"]]
+    assert sorted(places) == ids_of(200)
+    # Stopped at the Ctrl-C, not run to its end: most were never sent.
+    assert len(result["not_sent"]) >= 100
+    seen = {r.campaign_id for r in fake.requests if r.path == "/campaigns/status"}
+    assert len(seen) < 100
+    assert seen <= {*result["succeeded"], *result["failed"], *result["unknown"]}
