@@ -6,6 +6,7 @@ Against the fake over loopback. Each test here once hung; a hang now fails it (t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -20,9 +21,13 @@ from typing import Any
 import pytest
 
 from convoso_async import (
+    AdaptiveLimiter,
+    AsyncConvoso,
     BatchResult,
     ConfigurationError,
     Convoso,
+    Limiter,
+    RateLimiter,
 )
 from convoso_async.testing import FakeConvoso
 
@@ -131,6 +136,58 @@ def test_close_from_a_callback_on_the_loop_thread_does_not_wait_for_itself() -> 
             next(outcomes)
     assert first.ok
     assert isinstance(result, BatchResult)
+
+
+# -- one limiter, several clients and loops ----------------------------------------------------
+
+
+LIMITERS: dict[str, Callable[[], RateLimiter]] = {
+    "Limiter": lambda: Limiter(20),
+    "AdaptiveLimiter": lambda: AdaptiveLimiter(start=20, floor=1, ceiling=20),
+}
+
+
+@pytest.mark.parametrize("make", LIMITERS.values(), ids=LIMITERS.keys())
+def test_two_sync_clients_share_one_in_process_limiter(make: Callable[[], RateLimiter]) -> None:
+    limiter = make()
+    fake = FakeConvoso(campaigns=30)
+    with (
+        fake.serve_in_thread() as url,
+        Convoso(fake.TOKEN, base_url=url, rate_limit=limiter) as first,
+        Convoso(fake.TOKEN, base_url=url, rate_limit=limiter) as second,
+    ):
+        results = concurrently(
+            lambda: first.campaigns.set_status_many(ids_of(15), False, max_concurrency=4),
+            lambda: second.campaigns.set_status_many(ids_of(15, 1016), False, max_concurrency=4),
+        )
+    assert all(result.ok for result in results)
+    assert set(fake.statuses().values()) == {"N"}
+    # One limit for both: each client's own at 20/s would let ~40 through in a second. (The
+    # adaptive limiter spaces requests exactly 1/rate apart: a closed second may hold 21.)
+    assert fake.max_in_window(1.0, path=None, accepted_only=False) <= 21
+
+
+def test_a_sync_client_and_an_async_one_under_asyncio_run_share_one_limiter() -> None:
+    limiter = Limiter(20)
+    fake = FakeConvoso(campaigns=30)
+    with (
+        fake.serve_in_thread() as url,
+        Convoso(fake.TOKEN, base_url=url, rate_limit=limiter) as blocking,
+    ):
+
+        async def in_an_app() -> BatchResult:
+            async with AsyncConvoso(fake.TOKEN, base_url=url, rate_limit=limiter) as convoso:
+                return await convoso.campaigns.set_status_many(
+                    ids_of(15, 1016), False, max_concurrency=4
+                )
+
+        results = concurrently(
+            lambda: blocking.campaigns.set_status_many(ids_of(15), False, max_concurrency=4),
+            lambda: asyncio.run(in_an_app()),
+        )
+    assert all(result.ok for result in results)
+    assert set(fake.statuses().values()) == {"N"}
+    assert fake.max_in_window(1.0, path=None, accepted_only=False) <= 20
 
 
 # -- Ctrl-C while a sync call blocks a running event loop ---------------------------------------
