@@ -120,6 +120,7 @@ def test_close_from_a_callback_on_the_loop_thread_does_not_wait_for_itself() -> 
         convoso = Convoso(fake.TOKEN, base_url=url)
         outcomes = convoso.campaigns.iter_set_status(ids_of(5), False, max_concurrency=1)
         [first] = concurrently(lambda: next(outcomes))
+        [thread] = loop_threads()
 
         def close_here(_: object) -> None:
             convoso.close()
@@ -127,7 +128,6 @@ def test_close_from_a_callback_on_the_loop_thread_does_not_wait_for_itself() -> 
         [result] = concurrently(
             lambda: convoso.campaigns.set_status_many(["1005"], True, on_progress=close_here)
         )
-        [thread] = loop_threads()
         thread.join(GUARD)
         assert not thread.is_alive(), "close() from the loop thread left it running"
         with pytest.raises(ConfigurationError, match="closed"):
@@ -248,3 +248,45 @@ def test_ctrl_c_stops_a_sync_bulk_call_made_inside_asyncio_run_with_its_partial_
     seen = {r.campaign_id for r in fake.requests if r.path == "/campaigns/status"}
     assert len(seen) < 100
     assert seen <= {*result["succeeded"], *result["failed"], *result["unknown"]}
+
+
+# -- an iterator freed in a forked child ---------------------------------------------------------
+
+ITERATOR_FREED_IN_A_FORKED_CHILD = """
+import os, signal, sys
+from convoso_async import Convoso
+
+with Convoso(max_concurrency=1) as convoso:
+    outcomes = convoso.campaigns.iter_set_status([str(1001 + n) for n in range(10)], False)
+    next(outcomes)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)  # a hang ends the child (SIGALRM) instead of the test
+        del outcomes  # the parent's work, on the parent's loop: nothing to stop or wait for
+        os._exit(0)
+    print("child:", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+    outcomes.close()
+    print("parent: closed", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_an_iterator_freed_in_a_forked_child_leaves_the_parent_s_work_alone() -> None:
+    fake = FakeConvoso(campaigns=10, latency=0.05)
+    with fake.serve_in_thread() as url:
+        env = {**os.environ, "CONVOSO_AUTH_TOKEN": fake.TOKEN, "CONVOSO_BASE_URL": url}
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-W",
+                "ignore::DeprecationWarning",
+                "-c",
+                ITERATOR_FREED_IN_A_FORKED_CHILD,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=GUARD,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["child: 0", "parent: closed"]
