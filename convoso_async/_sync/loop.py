@@ -10,7 +10,10 @@ other: the work runs on this loop, not on the caller's, so nothing deadlocks.
 
 - Ctrl-C while a call waits cancels its work in the loop as ``asyncio.run``
   cancels its task (a bulk call writes its audit lines and calls
-  ``on_interrupt``), waits for that to finish, then raises `KeyboardInterrupt`.
+  ``on_interrupt``), waits for that to finish, then raises `KeyboardInterrupt`; inside
+  ``asyncio.run`` too, whose own handler would only flag a task this call is blocking.
+- Nothing that can run in the loop's own thread waits for the loop: an iterator the
+  garbage collector frees there (or in a forked child) stops its work and leaves.
 - `close` cancels what is still running, closes the client's pool in its own
   loop, and stops the thread. A `LoopThread` nobody refers to any more does the
   same by itself, without waiting (a forgotten client does not leak a thread).
