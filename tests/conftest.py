@@ -1,5 +1,7 @@
 """Shared fixtures: both event loops, instant retries, a respx router, a client wired to it.
 
+Also the sync client's watchdog: a test of `Convoso` that blocks fails, with every thread's stack.
+
 Fixtures only (pytest finds them here); what tests import lives in modules named for what it
 provides: ``mocked_api``, ``reference_answers``, ``limiters``, ``cli_runner``.
 """
@@ -18,12 +20,25 @@ from mocked_api import BASE_URL, TOKEN
 import convoso_async
 from convoso_async import AsyncConvoso
 
+#: A test of the sync client (``test_sync*.py``) that runs longer than this has hung: its
+#: work takes a few seconds at most. pytest-timeout's signal method fails it with every
+#: thread's stack (the loop thread's too), and the run goes on.
+SYNC_WATCHDOG = 45.0
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``timing`` go first, in one pytest-xdist group: under ``--dist loadgroup``
-    one worker runs them one after another from the start, never two at once, while the
-    other workers share the rest. (Without xdist the order is all that changes.)"""
+    """Two rules for the collected tests.
+
+    - The sync client's tests (``test_sync*.py``) get a watchdog: blocked longer than
+      ``SYNC_WATCHDOG`` seconds, a test fails with every thread's stack.
+    - Tests marked ``timing`` go first, in one pytest-xdist group: under ``--dist loadgroup``
+      one worker runs them one after another from the start, never two at once, while the
+      other workers share the rest. (Without xdist the order is all that changes.)
+    """
+    for item in items:
+        if item.path.name.startswith("test_sync") and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SYNC_WATCHDOG, method="signal"))
     timing = [item for item in items if item.get_closest_marker("timing") is not None]
     for item in timing:
         item.add_marker(pytest.mark.xdist_group("timing"))

@@ -28,6 +28,7 @@ from convoso_async._defaults import (
     MAX_RATE,
 )
 from convoso_async._errors import ConfigurationError
+from convoso_async._pacing.sharedlock import SharedLock
 
 __all__ = [
     "AdaptiveLimiter",
@@ -109,7 +110,7 @@ class Limiter:
         self._catch_up = max(self._interval, self._window * CATCH_UP)
         self._recent: deque[float] = deque(maxlen=max(1, math.floor(rate)))
         self._next = -math.inf
-        self._lock = anyio.Lock()
+        self._lock = SharedLock()  # the clients sharing it may each run their own loop
 
     def __repr__(self) -> str:
         return f"Limiter(rate={self.rate:g}, period={self.period:g})"
@@ -305,7 +306,7 @@ class AdaptiveLimiter:
         self._logged = start
         # Grant times of the last period: how many got through before a 429.
         self._recent: deque[float] = deque()
-        self._lock = anyio.Lock()
+        self._lock = SharedLock()  # the clients sharing it may each run their own loop
         telemetry.watch_limiter(self, {"convoso.rate_limiter.kind": "adaptive"})
 
     def __repr__(self) -> str:

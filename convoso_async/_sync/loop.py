@@ -10,7 +10,10 @@ other: the work runs on this loop, not on the caller's, so nothing deadlocks.
 
 - Ctrl-C while a call waits cancels its work in the loop as ``asyncio.run``
   cancels its task (a bulk call writes its audit lines and calls
-  ``on_interrupt``), waits for that to finish, then raises `KeyboardInterrupt`.
+  ``on_interrupt``), waits for that to finish, then raises `KeyboardInterrupt`; inside
+  ``asyncio.run`` too, whose own handler would only flag a task this call is blocking.
+- Nothing that can run in the loop's own thread waits for the loop: an iterator the
+  garbage collector frees there (or in a forked child) stops its work and leaves.
 - `close` cancels what is still running, closes the client's pool in its own
   loop, and stops the thread. A `LoopThread` nobody refers to any more does the
   same by itself, without waiting (a forgotten client does not leak a thread).
@@ -26,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
+import signal
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -35,6 +40,7 @@ from typing import Final, Generic, TypeVar
 import anyio
 from anyio.abc import ObjectSendStream
 from anyio.from_thread import BlockingPortal
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from convoso_async._errors import ConfigurationError
 
@@ -91,20 +97,60 @@ class _Call(Generic[T]):
 def _wait(portal: BlockingPortal, work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` in the portal's loop and wait for its result, in this thread."""
     call = _Call(work)
-    future = portal.start_task_soon(call.run)
     try:
-        return future.result()
-    except KeyboardInterrupt:
-        # Ctrl-C here: stop the work as asyncio.run stops its task, let it account for
-        # itself (a bulk call's audit lines and on_interrupt), then go on interrupting.
-        # A second Ctrl-C stops the waiting, not the cleanup.
-        with contextlib.suppress(RuntimeError):  # the portal stopped meanwhile
-            portal.call(call.cancel)
-        concurrent.futures.wait([future])
-        raise
-    except concurrent.futures.CancelledError:
-        # The portal cancelled it: the client was closed (by another thread) meanwhile.
-        raise ConfigurationError(f"{_CLOSED} (it was closed during this call)") from None
+        future = portal.start_task_soon(call.run)
+    except RuntimeError:  # the portal stopped: the client was closed (by another thread)
+        raise ConfigurationError(_CLOSED) from None
+    with _ctrl_c_interrupts():
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            # Ctrl-C here: stop the work as asyncio.run stops its task, let it account for
+            # itself (a bulk call's audit lines and on_interrupt), then go on interrupting.
+            # A second Ctrl-C stops the waiting, not the cleanup.
+            with contextlib.suppress(RuntimeError):  # the portal stopped meanwhile
+                portal.call(call.cancel)
+            concurrent.futures.wait([future])
+            raise
+        except concurrent.futures.CancelledError:
+            # The portal cancelled it: the client was closed (by another thread) meanwhile.
+            raise ConfigurationError(f"{_CLOSED} (it was closed during this call)") from None
+
+
+def _defers_ctrl_c_to_a_loop(handler: object) -> bool:
+    """Whether ``handler`` is asyncio's ``Runner`` handler (``asyncio.run``, Python 3.11+).
+
+    It only cancels the main task, which sits in a blocking call and cannot notice
+    until that call returns: Ctrl-C would wait for the whole call, then discard it.
+    """
+    runner = getattr(asyncio, "Runner", None)
+    on_sigint = getattr(runner, "_on_sigint", None)
+    if on_sigint is None or not isinstance(handler, functools.partial):
+        return False
+    return getattr(handler.func, "__func__", None) is on_sigint
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts() -> Iterator[None]:
+    """While this thread waits, Ctrl-C raises `KeyboardInterrupt` here, as in a plain script.
+
+    Only in the main thread (where signal handlers run) and only in place of asyncio's
+    own handler (a sync call inside ``asyncio.run``); a handler the application chose is
+    left alone. Restored as the wait ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not _defers_ctrl_c_to_a_loop(previous):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
 
 
 async def _feed(
@@ -114,6 +160,33 @@ async def _feed(
     async with out, contextlib.aclosing(open_stream()) as items:
         async for item in items:
             await out.send(item)  # no buffer: waits for the consumer, which paces the work
+
+
+def _abandon(
+    running: _Running,
+    producer: _Call[None],
+    receive: MemoryObjectReceiveStream[T],
+    done: concurrent.futures.Future[None],
+) -> None:
+    """Stop an iterator's producer that is still running, from wherever the iterator ended.
+
+    In the consumer's thread (``break``, ``close()``, Ctrl-C) this waits until the producer
+    has ended. An iterator the garbage collector frees may end in any thread, the loop's own
+    included (a reference cycle collected during a callback): that thread cannot wait for
+    work only it can run, so there the producer is told to stop and left to it. In a forked
+    child the loop, and the producer, are the parent's: nothing to stop.
+    """
+    if running.pid != os.getpid() or running.loop is None or running.portal is None:
+        return
+    if threading.current_thread() is running.thread:
+        done.add_done_callback(lambda _: receive.close())
+        with contextlib.suppress(RuntimeError):  # the loop has already closed
+            running.loop.call_soon(producer.cancel)
+        return
+    with contextlib.suppress(RuntimeError):  # the portal stopped meanwhile
+        running.portal.call(producer.cancel)
+    concurrent.futures.wait([done])
+    receive.close()
 
 
 class _Running:
@@ -187,7 +260,9 @@ class LoopThread:
         early (``break``, ``close()``, Ctrl-C), it is cancelled at once and this
         waits until it has ended.
         """
-        portal = self._portal()
+        running = self._started()
+        portal = running.portal
+        assert portal is not None
         send, receive = anyio.create_memory_object_stream[T](max_buffer_size=0)
         producer = _Call(lambda: _feed(open_stream, send))
         done = portal.start_task_soon(producer.run)
@@ -200,11 +275,10 @@ class LoopThread:
                 yield item
             done.result()  # what stopped the stream early, if anything (a bad argument, say)
         finally:
-            if not done.done():
-                with contextlib.suppress(RuntimeError):
-                    portal.call(producer.cancel)
-                concurrent.futures.wait([done])
-            receive.close()
+            if done.done():
+                receive.close()
+            else:
+                _abandon(running, producer, receive, done)
 
     def close(self) -> None:
         """Cancel the calls still running, close the client's pool, stop the thread.
@@ -226,6 +300,11 @@ class LoopThread:
             running.thread.join(STOP_TIMEOUT)
 
     def _portal(self) -> BlockingPortal:
+        portal = self._started().portal
+        assert portal is not None
+        return portal
+
+    def _started(self) -> _Running:
         with self._lock:
             if self._closed:
                 raise ConfigurationError(_CLOSED)
@@ -245,8 +324,7 @@ class LoopThread:
                 "a Convoso call from inside one of its own callbacks (on_progress, "
                 "on_interrupt) would wait for itself: record what you need and call after"
             )
-        assert running.portal is not None
-        return running.portal
+        return running
 
     def _start(self) -> _Running:
         running = _Running(self._on_close)
