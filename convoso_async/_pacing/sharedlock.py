@@ -16,32 +16,54 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
 
+if TYPE_CHECKING:
+    from trio.lowlevel import TrioToken
+
 __all__ = ["SharedLock"]
 
 
-def _waker(event: anyio.Event) -> Callable[[], object]:
-    """A call that sets ``event`` in the loop running now, from any thread."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        import trio
+def _running_loop() -> asyncio.AbstractEventLoop | TrioToken:
+    """The event loop running in this thread: an asyncio loop, or trio's run (its token).
 
-        token = trio.lowlevel.current_trio_token()
-        return functools.partial(token.run_sync_soon, event.set)
-    return functools.partial(loop.call_soon_threadsafe, event.set)
+    Raises RuntimeError when neither runs here.
+    """
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        try:
+            import trio
+        except ImportError:
+            raise RuntimeError("no event loop is running in this thread") from None
+        return trio.lowlevel.current_trio_token()
 
 
 class _Waiter:
-    __slots__ = ("event", "granted", "wake")
+    """One task waiting for the lock, and how to wake it from any thread."""
+
+    __slots__ = ("event", "granted", "loop", "wake")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
-        self.wake = _waker(self.event)
+        self.loop = _running_loop()
         self.granted = False
+        self.wake: Callable[[], object]
+        if isinstance(self.loop, asyncio.AbstractEventLoop):
+            self.wake = functools.partial(self.loop.call_soon_threadsafe, self.event.set)
+        else:
+            self.wake = functools.partial(self.loop.run_sync_soon, self.event.set)
+
+    def wake_from(self, loop: asyncio.AbstractEventLoop | TrioToken | None) -> None:
+        """Wake the task: directly from its own loop (the common case, no system call),
+        else through its loop's thread-safe door. Raises RuntimeError if its loop is closed."""
+        if loop is self.loop:
+            self.event.set()
+        else:
+            self.wake()
 
 
 class SharedLock:
@@ -87,7 +109,7 @@ class SharedLock:
             with self._mutex:
                 if waiter.granted:
                     self._hand_on()  # handed over as this task was cancelled: pass it on
-                else:
+                elif waiter in self._waiters:  # not there if skipped as its loop had closed
                     self._waiters.remove(waiter)
             raise
 
@@ -97,10 +119,17 @@ class SharedLock:
             self._hand_on()
 
     def _hand_on(self) -> None:
+        if not self._waiters:
+            self._held = False
+            return
+        try:
+            here: asyncio.AbstractEventLoop | TrioToken | None = _running_loop()
+        except RuntimeError:  # released from a thread with no loop running
+            here = None
         while self._waiters:
             waiter = self._waiters.popleft()
             try:
-                waiter.wake()
+                waiter.wake_from(here)
             except RuntimeError:  # its loop has closed: that task will never take it
                 continue
             waiter.granted = True
