@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 import trio
 from limiters import CountingFallback
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.sentinel import Sentinel
+from redis_deployments import sentinel
 from redis_server import RedisServer, redis_server_fixture, start_redis  # noqa: F401
 
 from convoso_async._errors import ConfigurationError, ConvosoError
@@ -443,7 +443,7 @@ def test_repr_hides_the_password(url: str, shown: str) -> None:
             "rediss://:***@cache:6380/0",
         ),
         (
-            lambda: Sentinel(  # type: ignore[no-untyped-call]
+            lambda: sentinel(
                 [("s1", 26379), ("s2", 26380)], sentinel_kwargs={"password": "s3cret-sentinel"}
             ).master_for("mymaster", username="app", password="s3cret"),
             "redis+sentinel://app:***@s1:26379,s2:26380/mymaster",
