@@ -122,7 +122,7 @@ def connect(url: str, *, timeout: float) -> AsyncRedis:
                 "the scheme must be redis://, rediss:// or unix:// (one server), or "
                 "redis+cluster:// or rediss+cluster:// (a Redis Cluster)"
             )
-        client = aioredis.Redis.from_url(
+        client: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=bounded_retry()
         )
         check_client(client)

@@ -50,7 +50,7 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Literal, cast
 
 import anyio
 
@@ -673,8 +673,8 @@ class RedisRateLimiter:
             binding = self._binding = _LoopBinding(
                 loop,
                 asyncio.Lock(),
-                self._client.register_script(_ACQUIRE_SCRIPT),
-                self._client.register_script(_THROTTLE_SCRIPT),
+                _register(self._client, _ACQUIRE_SCRIPT),
+                _register(self._client, _THROTTLE_SCRIPT),
             )
         return binding
 
@@ -762,6 +762,15 @@ class RedisRateLimiter:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def _register(client: AsyncRedis, script: str) -> AsyncScript:
+    """``client.register_script(script)``, for either client.
+
+    redis-py 6 declares the method for ``redis.asyncio.Redis`` only (RedisCluster has it too):
+    seen as a ``Redis``, it type-checks on every version.
+    """
+    return cast(aioredis.Redis, client).register_script(script)
 
 
 def _running_library() -> str:
