@@ -342,9 +342,13 @@ class RedisRateLimiter:
     seeds it with the rate it saw last, not with the start rate.
 
     A Redis that fails says why, in `RateLimiterUnavailableError` and the
-    fallback's warning: credentials refused, permissions missing (with the
-    ACL rules `acl_rules` gives), a Cluster reached without the cluster URL, a
-    read-only replica, a TLS handshake, or Redis unreachable.
+    fallback's warning: a password needed or refused, permissions missing (with
+    the ACL rules `acl_rules` gives), a database it does not have, a server
+    that cannot speak RESP3 (add ``?protocol=2``), a Cluster reached without
+    the cluster URL, a read-only replica, a TLS handshake, a port that answers
+    but is not Redis, or Redis unreachable. A URL or client redis-py would
+    refuse only when connecting (``protocol=7``, an unknown option) is a
+    `~convoso_async._errors.ConfigurationError` here, at once.
 
     ``acquire()`` must run on asyncio (``redis.asyncio`` is asyncio-only); on
     trio it raises `~convoso_async._errors.ConfigurationError`. So does the
