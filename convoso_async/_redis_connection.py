@@ -11,13 +11,18 @@ on the deployment behind it:
   stable address), so the limiter follows a failover and a wrong password fails at once;
 - where a client points, as a URL without its password, for repr, logs and errors;
 - the names of the limiter's keys: in a Cluster, one hash tag puts all of them in one slot;
-- what a failure means, in the user's terms: credentials, permissions (and the ACL rules the
-  limiter needs), a Cluster reached without the cluster URL, a read-only replica, a server still
-  loading, or Redis unreachable.
+- what a failure means, in the user's terms: a password missing or refused, permissions (and
+  the ACL rules the limiter needs), a server that cannot speak RESP3, a database it does not
+  have, a Cluster reached without the cluster URL, a read-only replica, a server still loading,
+  a port that answers but is not Redis, or Redis unreachable;
+- what a URL or client asks that redis-py would refuse only at the first connection (a
+  ``protocol`` other than 2 or 3, an option it does not know): refused when the limiter is built.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +42,7 @@ from redis.exceptions import (
     BusyLoadingError,
     ClusterCrossSlotError,
     ClusterError,
+    InvalidResponse,
     MasterDownError,
     MovedError,
     NoPermissionError,
@@ -57,9 +63,11 @@ __all__ = [
     "Failure",
     "acl_rules",
     "bounded_retry",
+    "check_client",
     "client_secrets",
     "connect",
     "describe_client",
+    "diagnose",
     "explain",
     "limiter_keys",
     "redact_url",
@@ -103,7 +111,11 @@ def bounded_retry() -> Retry:
 
 
 def connect(url: str, *, timeout: float) -> AsyncRedis:
-    """A client for ``url``, owned by the caller. Raises ValueError for a URL redis-py refuses."""
+    """A client for ``url``, owned by the caller. Raises ValueError for a URL redis-py refuses.
+
+    That includes what redis-py would refuse only when it connects (see `check_client`): a URL
+    that can never work fails here, not on every ``acquire()`` as if Redis were down.
+    """
     parts = urlsplit(url)
     plain = CLUSTER_SCHEMES.get(parts.scheme.lower())
     if plain is None:
@@ -112,14 +124,22 @@ def connect(url: str, *, timeout: float) -> AsyncRedis:
                 "the scheme must be redis://, rediss:// or unix:// (one server), or "
                 "redis+cluster:// or rediss+cluster:// (a Redis Cluster)"
             )
-        return aioredis.Redis.from_url(
+        client: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=bounded_retry()
         )
+        check_client(client)
+        pool = client.connection_pool
+        try:
+            # Builds a connection without opening it: redis-py checks its options only here.
+            pool.connection_class(**pool.connection_kwargs)
+        except (TypeError, RedisError) as exc:
+            raise ValueError(f"redis-py refuses its options ({exc})") from None
+        return client
     userinfo, at, hosts = parts.netloc.rpartition("@")
     nodes = [_host_port(host) for host in hosts.split(",")]
     first = f"{userinfo}{at}{hosts.split(',')[0]}"
     try:
-        return RedisCluster.from_url(
+        cluster = RedisCluster.from_url(
             urlunsplit((plain, first, parts.path, parts.query, "")),
             startup_nodes=[ClusterNode(host, port) for host, port in nodes[1:]],
             socket_timeout=timeout,
@@ -128,6 +148,19 @@ def connect(url: str, *, timeout: float) -> AsyncRedis:
         )
     except RedisClusterException as exc:  # e.g. a database other than 0
         raise ValueError(str(exc)) from None
+    check_client(cluster)
+    return cluster
+
+
+def check_client(client: AsyncRedis) -> None:
+    """Raise ValueError for a ``protocol`` redis-py would refuse only when it connects.
+
+    Left to redis-py, ``protocol=7`` builds a client whose every call fails with a
+    ConnectionError, which reads as Redis being down.
+    """
+    protocol = _connection_kwargs(client).get("protocol")
+    if protocol is not None and str(protocol).strip() not in ("2", "3"):
+        raise ValueError(f"protocol must be 2 (RESP2) or 3 (RESP3), not {protocol!r}")
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -277,17 +310,127 @@ class Failure:
     outage: bool
 
 
-def explain(
-    exc: BaseException, *, timeout: float, acl: str, scrub: tuple[str, ...] = ()
+@dataclass(frozen=True)
+class _Target:
+    """What a failure's explanation needs to know of the client that met it."""
+
+    #: Whether the client sends credentials (a password, a username, a credential provider).
+    credentials: bool
+    #: The database number it selects.
+    db: object
+    #: Where it connects, for a first-hand look (`_first_answer`): ("tcp", host, port) or
+    #: ("unix", path, 0); None when a look can't tell (TLS, a Sentinel, a Cluster).
+    address: tuple[str, str, int] | None
+
+    @property
+    def place(self) -> str:
+        """The address as a user names it: "port 6379" or "the socket /run/redis.sock"."""
+        if self.address is None or self.address[0] == "tcp":
+            return f"port {self.address[2] if self.address else '?'}"
+        return f"the socket {self.address[1]}"
+
+
+def _target(client: AsyncRedis) -> _Target:
+    kwargs = _connection_kwargs(client)
+    credentials = any(kwargs.get(name) for name in ("password", "username", "credential_provider"))
+    address: tuple[str, str, int] | None = None
+    if isinstance(client, aioredis.Redis) and not isinstance(
+        client.connection_pool, SentinelConnectionPool
+    ):
+        connection_class = client.connection_pool.connection_class
+        if _is_class(connection_class, UnixDomainSocketConnection) or "path" in kwargs:
+            address = ("unix", str(kwargs.get("path", "")), 0)
+        elif not _is_tls(connection_class):
+            port = kwargs.get("port", 6379)
+            address = ("tcp", str(kwargs.get("host", "localhost")), int(str(port)))
+    return _Target(credentials=credentials, db=kwargs.get("db", 0), address=address)
+
+
+#: The first byte of any Redis reply, RESP2 or RESP3.
+_RESP_FIRST_BYTES = frozenset(b"+-:$*_,#!=(%~>|")
+
+
+async def diagnose(
+    exc: BaseException,
+    client: AsyncRedis,
+    *,
+    timeout: float,
+    acl: str,
+    budget: float,
+    scrub: tuple[str, ...] = (),
 ) -> Failure:
-    """What ``exc``, raised by a limiter's call to Redis, says about the setup.
+    """`explain`, and when that says "unreachable" but something took the connection, a look.
+
+    redis-py meets a server that is not Redis (an HTTP server on the port) as a connection
+    closed, which reads as Redis being down. An inline ``PING`` on a connection of its own,
+    within ``budget`` seconds, shows what the port really answers.
+    """
+    target = _target(client)
+    failure = explain(exc, client, timeout=timeout, acl=acl, scrub=scrub)
+    refused = any(isinstance(error, ConnectionRefusedError) for error in _chain(exc))
+    if failure.what.startswith(_UNREACHABLE) and not refused and target.address and budget > 0:
+        answer = await _first_answer(target.address, budget)
+        if answer and answer[0] not in _RESP_FIRST_BYTES:
+            return _not_redis(target, answer.split(b"\n", 1)[0])
+    return failure
+
+
+async def _first_answer(address: tuple[str, str, int], budget: float) -> bytes:
+    """What the server at ``address`` answers to an inline PING (b"" if nothing, in time)."""
+
+    async def ask() -> bytes:
+        kind, host, port = address
+        if kind == "unix":
+            reader, writer = await asyncio.open_unix_connection(host)
+        else:
+            reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(b"PING\r\n")
+            await writer.drain()
+            return await reader.read(256)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    try:
+        return await asyncio.wait_for(ask(), budget)
+    except (OSError, asyncio.TimeoutError):
+        return b""
+
+
+def _not_redis(target: _Target, line: bytes) -> Failure:
+    shown = line.strip().decode("ascii", "backslashreplace")[:60]
+    return Failure(
+        f"is not Redis: {target.place} answers, but not in the Redis protocol "
+        f"(its answer begins {shown!r})",
+        "check the host and port in the Redis URL",
+        outage=False,
+    )
+
+
+def explain(
+    exc: BaseException,
+    client: AsyncRedis,
+    *,
+    timeout: float,
+    acl: str,
+    scrub: tuple[str, ...] = (),
+) -> Failure:
+    """What ``exc``, raised by a limiter's call to Redis through ``client``, says about the setup.
 
     ``acl`` is the rules the limiter's user needs (`acl_rules`); ``scrub`` are secrets to hide.
     The error and its causes are read, most telling kind first: a Cluster client wraps the
     real reason (a refused password, a missing permission) in an error of its own.
     """
+    target = _target(client)
     chain = _chain(exc)
-    for rule in _rules(timeout, acl):
+    for error in chain:
+        if isinstance(error, InvalidResponse):  # bytes no Redis sends
+            _, quoted, line = str(error).partition("b'")  # redis-py's parser quotes the bytes
+            shown = line.rstrip("'") if quoted else str(error)
+            return _not_redis(target, shown.encode("ascii", "backslashreplace"))
+    for rule in _rules(timeout, acl, target):
         for error in chain:
             if rule.matches(error):
                 what = f"{rule.what} ({_detail(error, scrub)})" if rule.detail else rule.what
@@ -314,10 +457,35 @@ class _Rule:
     detail: bool = True
 
 
-def _rules(timeout: float, acl: str) -> list[_Rule]:
+#: How an unreachable server's explanation begins.
+_UNREACHABLE = "is unreachable"
+
+
+def _says(error: BaseException, *words: str) -> bool:
+    text = str(error).lower()
+    return any(word in text for word in words)
+
+
+def _rules(timeout: float, acl: str, target: _Target) -> list[_Rule]:
     """The kinds of failure, the most telling first."""
     unreachable = "check that Redis is up and reachable"
     return [
+        _Rule(
+            # Without credentials the refusal is a request for them: NOAUTH, HELLO refused
+            # before AUTH (RESP3), or "unauthenticated multibulk length" for a long command.
+            lambda e: (
+                not target.credentials
+                and (
+                    isinstance(e, (AuthenticationError, AuthorizationError))
+                    or (isinstance(e, ResponseError) and _says(e, "noauth", "authenticat"))
+                )
+            ),
+            "needs a password (AUTH)",
+            "put it in the Redis URL (redis://:PASSWORD@host:port/0, or "
+            "redis://USER:PASSWORD@host:port/0 for an ACL user) or give your client password=",
+            outage=False,
+            detail=False,
+        ),
         _Rule(
             lambda e: isinstance(e, (AuthenticationError, AuthorizationError)),
             "refused the limiter's credentials",
@@ -331,6 +499,24 @@ def _rules(timeout: float, acl: str) -> list[_Rule]:
             ),
             "does not let this user run the limiter",
             f"give the Redis ACL user these rules: {acl}",
+            outage=False,
+        ),
+        _Rule(
+            # Redis before 6, and some servers that speak its protocol, know no HELLO: the
+            # handshake of RESP3, which redis-py 8 speaks unless told otherwise.
+            lambda e: (
+                (isinstance(e, ResponseError) and _says(e, "hello", "noproto"))
+                or (isinstance(e, RedisConnectionError) and _says(e, "invalid resp version"))
+            ),
+            "cannot speak RESP3 (the protocol of Redis 6 and later)",
+            "add ?protocol=2 to the Redis URL, or give your client protocol=2",
+            outage=False,
+        ),
+        _Rule(
+            lambda e: isinstance(e, ResponseError) and _says(e, "db index"),
+            f"has no database {target.db}",
+            "use a database number the server has (0 to 15, unless its 'databases' setting "
+            "allows more)",
             outage=False,
         ),
         _Rule(
@@ -383,7 +569,7 @@ def _rules(timeout: float, acl: str) -> list[_Rule]:
         ),
         _Rule(
             lambda e: isinstance(e, (RedisConnectionError, OSError)),
-            "is unreachable",
+            _UNREACHABLE,
             unreachable,
             outage=True,
         ),

@@ -50,7 +50,7 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Literal, cast
 
 import anyio
 
@@ -69,10 +69,11 @@ try:
         Failure,
         acl_rules,
         bounded_retry,
+        check_client,
         client_secrets,
         connect,
         describe_client,
-        explain,
+        diagnose,
         limiter_keys,
         redact_url,
         url_secrets,
@@ -341,9 +342,13 @@ class RedisRateLimiter:
     seeds it with the rate it saw last, not with the start rate.
 
     A Redis that fails says why, in `RateLimiterUnavailableError` and the
-    fallback's warning: credentials refused, permissions missing (with the
-    ACL rules `acl_rules` gives), a Cluster reached without the cluster URL, a
-    read-only replica, a TLS handshake, or Redis unreachable.
+    fallback's warning: a password needed or refused, permissions missing (with
+    the ACL rules `acl_rules` gives), a database it does not have, a server
+    that cannot speak RESP3 (add ``?protocol=2``), a Cluster reached without
+    the cluster URL, a read-only replica, a TLS handshake, a port that answers
+    but is not Redis, or Redis unreachable. A URL or client redis-py would
+    refuse only when connecting (``protocol=7``, an unknown option) is a
+    `~convoso_async._errors.ConfigurationError` here, at once.
 
     ``acquire()`` must run on asyncio (``redis.asyncio`` is asyncio-only); on
     trio it raises `~convoso_async._errors.ConfigurationError`. So does the
@@ -430,6 +435,10 @@ class RedisRateLimiter:
             self._url = None
             self._server = describe_client(redis)
             self._secrets = client_secrets(redis)
+            try:
+                check_client(redis)
+            except ValueError as exc:
+                raise ConfigurationError(f"the Redis client at {self._server}: {exc}") from None
             self._client = redis
         else:
             sync = isinstance(redis, (_SyncRedis, _SyncRedisCluster))
@@ -510,11 +519,12 @@ class RedisRateLimiter:
             else:
                 credit, self._credit_us = self._credit_us, 0.0
                 args = self._args(credit, *self._fixed_args)
+                deadline = time.monotonic() + self.timeout
                 try:
                     with anyio.fail_after(self.timeout):
                         reply = await binding.script(keys=self._keys, args=args)
                 except (RedisError, RedisClusterException, OSError) as exc:
-                    error = self._record_failure(exc)
+                    error = self._record_failure(await self._explain(exc, deadline))
                     if self.fallback is None:
                         raise error from exc
                 else:
@@ -554,12 +564,13 @@ class RedisRateLimiter:
         reserved = grant.at if grant is not None and grant.owner is self else -1
         retry_us = -1.0 if retry_after is None else max(0.0, retry_after) * 1e6
         args = self._args(retry_us, reserved, ADAPTIVE_DECREASE, ADAPTIVE_TARGET, DEEPEST_DROP)
+        deadline = time.monotonic() + self.timeout
         try:
             binding = await self._bound()
             with anyio.fail_after(self.timeout):
                 reply = await binding.throttle(keys=self._keys, args=args)
         except (RedisError, RedisClusterException, OSError, ConfigurationError) as exc:
-            self._log_unshared(retry_after, self._explain(exc).what)
+            self._log_unshared(retry_after, (await self._explain(exc, deadline)).what)
             if fallback is not None:
                 await fallback.on_throttle(retry_after)
             return
@@ -666,8 +677,8 @@ class RedisRateLimiter:
             binding = self._binding = _LoopBinding(
                 loop,
                 asyncio.Lock(),
-                self._client.register_script(_ACQUIRE_SCRIPT),
-                self._client.register_script(_THROTTLE_SCRIPT),
+                _register(self._client, _ACQUIRE_SCRIPT),
+                _register(self._client, _THROTTLE_SCRIPT),
             )
         return binding
 
@@ -678,19 +689,25 @@ class RedisRateLimiter:
         """A log record's fields saying which limiter: its Redis (no password) and key."""
         return {"server": self._server, "key": self.key}
 
-    def _explain(self, exc: BaseException) -> Failure:
-        return explain(exc, timeout=self.timeout, acl=self.acl_rules, scrub=self._secrets)
+    async def _explain(self, exc: BaseException, deadline: float) -> Failure:
+        """What ``exc`` means; a look at the server may use what is left of the timeout."""
+        return await diagnose(
+            exc,
+            self._client,
+            timeout=self.timeout,
+            acl=self.acl_rules,
+            budget=deadline - time.monotonic(),
+            scrub=self._secrets,
+        )
 
-    def _record_failure(self, exc: BaseException) -> RateLimiterUnavailableError:
-        failure = self._explain(exc)
+    def _record_failure(self, failure: Failure) -> RateLimiterUnavailableError:
         advice = f"; {failure.advice}" if failure.advice else ""
         self._failures += 1
         if self.fallback is None:
-            if failure.outage:
-                advice += (
-                    f"{',' if advice else ';'} or give the limiter a fallback= limiter to keep "
-                    "going while it is not"
-                )
+            if failure.outage and advice:
+                advice += ", or give the limiter a fallback= limiter to keep going while it is not"
+            elif failure.outage:
+                advice = "; give the limiter a fallback= limiter to keep going while Redis fails"
             self._last_error = f"{self._where()} {failure.what}{advice}"
             return self._error(self._last_error)
         if not self._down:
@@ -749,6 +766,15 @@ class RedisRateLimiter:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def _register(client: AsyncRedis, script: str) -> AsyncScript:
+    """``client.register_script(script)``, for either client.
+
+    redis-py 6 declares the method for ``redis.asyncio.Redis`` only (RedisCluster has it too):
+    seen as a ``Redis``, it type-checks on every version.
+    """
+    return cast(aioredis.Redis, client).register_script(script)
 
 
 def _running_library() -> str:

@@ -8,7 +8,10 @@
 - `make_tls_files`: a test CA (trustme) and a certificate for 127.0.0.1;
 - `SwitchProxy`: a TCP proxy whose upstream can be repointed, as a DNS name or a cloud
   "primary endpoint" is after a failover: open connections stay where they were;
-- `max_in_window`: the most grants any window of one period held.
+- `max_in_window`: the most grants any window of one period held;
+- `StandInRedis`: a stand-in Redis on loopback that speaks the handshake of RESP2 and RESP3 (or,
+  as Redis before 6 does, knows no ``HELLO``), for answers a real server won't give on cue;
+- `sentinel`: redis-py's asyncio ``Sentinel``, typed whatever redis-py's version.
 
 Each helper skips the test like `redis_server` does when the binaries are missing (and fails it
 under CI).
@@ -25,21 +28,25 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 import redis.asyncio as aioredis
 import trustme
+from redis.asyncio.sentinel import Sentinel
 from redis_server import RedisServer, TlsFiles, start_redis
 
 __all__ = [
     "RedisClusterNodes",
     "command",
     "SentinelSetup",
+    "StandInRedis",
     "SwitchProxy",
     "make_tls_files",
     "max_in_window",
     "primary_and_replica_fixture",
+    "read_command",
+    "sentinel",
     "start_cluster",
     "start_replica",
     "start_sentinel",
@@ -80,6 +87,16 @@ Check = Callable[[], Awaitable[bool]]
 async def command(client: aioredis.Redis, *args: str | int | bytes) -> Any:
     """Any command, raw (redis-py leaves ``execute_command`` untyped)."""
     return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def sentinel(addresses: list[tuple[str, int]], **kwargs: Any) -> Sentinel:
+    """``redis.asyncio.sentinel.Sentinel(addresses, **kwargs)``.
+
+    Its constructor has annotations from redis-py 8 on, none before: called through this
+    signature it type-checks the same on every version, with no ``type: ignore`` to go stale.
+    """
+    make = cast(Callable[..., Sentinel], Sentinel)
+    return make(addresses, **kwargs)
 
 
 async def _settle(what: str, check: Check) -> None:
@@ -399,3 +416,74 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(chunk)
             await writer.drain()
     writer.close()
+
+
+class StandInRedis(LoopbackServer):
+    """A stand-in Redis on loopback: it answers ``reply``'s bytes to each command.
+
+    The connection handshake is a real server's: ``HELLO 3`` gets a RESP3 map (``HELLO 2`` a
+    flat array), another version the NOPROTO error, and with ``knows_hello=False`` ``HELLO`` is
+    an unknown command, as for Redis before 6. What ``reply`` leaves (None) gets ``+OK``.
+    """
+
+    def __init__(self, *, knows_hello: bool = True) -> None:
+        super().__init__()
+        self.knows_hello = knows_hello
+        #: Every command received: (connection number, the command's words).
+        self.commands: list[tuple[int, list[bytes]]] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def reply(self, number: int, request: list[bytes]) -> bytes | None:
+        """The answer to a command other than HELLO, or None for ``+OK``."""
+        return None
+
+    async def handle(
+        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while (request := await read_command(reader)) is not None:
+            self.commands.append((number, request))
+            if request[0].upper() == b"HELLO":
+                writer.write(self._hello(request[1:2]))
+            else:
+                writer.write(self.reply(number, request) or b"+OK\r\n")
+            await writer.drain()
+
+    def _hello(self, version: list[bytes]) -> bytes:
+        if not self.knows_hello:
+            return b"-ERR unknown command 'HELLO', with args beginning with: \r\n"
+        protocol = version[0] if version else b"2"
+        if protocol not in (b"2", b"3"):
+            return b"-NOPROTO unsupported protocol version\r\n"
+        fields: list[tuple[bytes, bytes]] = [
+            (b"server", _bulk(b"redis")),
+            (b"version", _bulk(b"7.0.0")),
+            (b"proto", b":" + protocol + b"\r\n"),
+            (b"id", b":1\r\n"),
+            (b"mode", _bulk(b"standalone")),
+            (b"role", _bulk(b"master")),
+            (b"modules", b"*0\r\n"),
+        ]
+        body = b"".join(_bulk(name) + value for name, value in fields)
+        header = b"%" if protocol == b"3" else b"*"
+        count = len(fields) if protocol == b"3" else 2 * len(fields)
+        return header + str(count).encode() + b"\r\n" + body
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$" + str(len(data)).encode() + b"\r\n" + data + b"\r\n"
+
+
+async def read_command(reader: asyncio.StreamReader) -> list[bytes] | None:
+    """One command a client sent (a RESP array of bulk strings), or None at the end."""
+    header = await reader.readline()
+    if not header:
+        return None
+    assert header.startswith(b"*"), header
+    parts = []
+    for _ in range(int(header[1:])):
+        size = int((await reader.readline())[1:])
+        parts.append((await reader.readexactly(size + 2))[:-2])
+    return parts

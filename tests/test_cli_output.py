@@ -51,8 +51,11 @@ def url(fake: FakeConvoso, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield base_url
 
 
-def run_on_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run with a pseudo-terminal as stdout; return the exit code and what the terminal showed."""
+def run_on_terminal(
+    argv: list[str], env: dict[str, str], encoding: str = "utf-8"
+) -> tuple[int, str]:
+    """Run with a pseudo-terminal as stdout; return the exit code and what the terminal showed
+    (read in ``encoding``)."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, TERMINAL_COLUMNS, 0, 0))
     process = subprocess.Popen(
@@ -70,7 +73,7 @@ def run_on_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
         shown += chunk
     os.close(controller)
     assert process.wait(timeout=RUN_TIMEOUT) is not None
-    return process.returncode, shown.decode()
+    return process.returncode, shown.decode(encoding)
 
 
 # -- terminal or not --------------------------------------------------------------------------

@@ -4,7 +4,6 @@ primary: each is met again on a fresh connection, once."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 import uuid
@@ -13,14 +12,15 @@ from collections.abc import Iterator
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis_deployments import (  # noqa: F401  (registers `primary_and_replica`)
-    LoopbackServer,
     SentinelSetup,
+    StandInRedis,
     SwitchProxy,
     command,
     max_in_window,
     primary_and_replica_fixture,
+    sentinel,
     start_sentinel,
     wait_for_role,
 )
@@ -158,8 +158,8 @@ async def test_grants_resume_after_sentinel_promotes_the_replica_of_a_killed_pri
     sentinel_setup: SentinelSetup,
 ) -> None:
     setup = sentinel_setup
-    sentinel = Sentinel([("127.0.0.1", setup.sentinel.port)], socket_timeout=1.0)  # type: ignore[no-untyped-call]
-    client = sentinel.master_for(setup.service, socket_timeout=1.0)
+    sentinels = sentinel([("127.0.0.1", setup.sentinel.port)], socket_timeout=1.0)
+    client = sentinels.master_for(setup.service, socket_timeout=1.0)
     fallback = RecordingLimiter(FALLBACK_RATE)
     limiter = limiter_for(client, fallback)
     assert f"'redis+sentinel://127.0.0.1:{setup.sentinel.port}/{setup.service}'" in repr(limiter)
@@ -168,7 +168,7 @@ async def test_grants_resume_after_sentinel_promotes_the_replica_of_a_killed_pri
     async def promoted() -> float:
         while True:
             with contextlib.suppress(MasterNotFoundError):  # while the primary is down
-                _, port = await sentinel.discover_master(setup.service)
+                _, port = await sentinels.discover_master(setup.service)
                 if port == setup.replica.port:
                     return time.monotonic()
             await anyio.sleep(0.05)
@@ -184,7 +184,7 @@ async def test_grants_resume_after_sentinel_promotes_the_replica_of_a_killed_pri
             assert await holds_key(setup.replica, limiter.key)
             tasks.cancel_scope.cancel()
     await client.aclose()
-    for sentinel_client in sentinel.sentinels:  # discover_master's connections, ours to close
+    for sentinel_client in sentinels.sentinels:  # discover_master's connections, ours to close
         await sentinel_client.aclose()
     assert any(killed < t < promoted_at for t in fallback.stamps), "the fallback bridged the gap"
     grants.check_back_on_redis(promoted_at)
@@ -196,41 +196,20 @@ async def test_grants_resume_after_sentinel_promotes_the_replica_of_a_killed_pri
 GRANT = b"*4\r\n$1\r\n0\r\n$1\r\n1\r\n$1\r\n0\r\n$1\r\n0\r\n"
 
 
-class FirstConnectionFails(LoopbackServer):
+class FirstConnectionFails(StandInRedis):
     """A stand-in Redis on loopback: the first connection's script call gets ``error``, every
-    later connection's gets a grant. What redis-py sends besides (CLIENT SETINFO...) gets OK."""
+    later connection's gets a grant. The handshake (HELLO, CLIENT SETINFO...) is a server's."""
 
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
         self.scripts_on: list[int] = []  # the connection number of each script call
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def handle(
-        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        while (request := await _read_command(reader)) is not None:
-            if request[0].upper() == b"EVALSHA":
-                self.scripts_on.append(number)
-                writer.write(f"-{self.error}\r\n".encode() if number == 0 else GRANT)
-            else:
-                writer.write(b"+OK\r\n")
-            await writer.drain()
-
-
-async def _read_command(reader: asyncio.StreamReader) -> list[bytes] | None:
-    header = await reader.readline()
-    if not header:
-        return None
-    assert header.startswith(b"*"), header
-    parts = []
-    for _ in range(int(header[1:])):
-        size = int((await reader.readline())[1:])
-        parts.append((await reader.readexactly(size + 2))[:-2])
-    return parts
+    def reply(self, number: int, request: list[bytes]) -> bytes | None:
+        if request[0].upper() != b"EVALSHA":
+            return None
+        self.scripts_on.append(number)
+        return f"-{self.error}\r\n".encode() if number == 0 else GRANT
 
 
 @pytest.mark.asyncio
@@ -243,15 +222,17 @@ async def _read_command(reader: asyncio.StreamReader) -> list[bytes] | None:
     ],
 )
 @pytest.mark.parametrize("form", ["url", "client"])
+@pytest.mark.parametrize("protocol", ["", "?protocol=2", "?protocol=3"])
 async def test_a_server_that_is_not_the_primary_yet_is_asked_again_on_a_fresh_connection(
-    error: str, form: str
+    error: str, form: str, protocol: str
 ) -> None:
     async with FirstConnectionFails(error) as server, contextlib.AsyncExitStack() as stack:
+        url = server.url + protocol
         client = None
         if form == "client":
-            client = aioredis.Redis.from_url(server.url)
+            client = aioredis.Redis.from_url(url)
             stack.push_async_callback(client.aclose)  # also when the limiter raises
-        async with RedisRateLimiter(client or server.url, key="k", rate=100) as limiter:
+        async with RedisRateLimiter(client or url, key="k", rate=100) as limiter:
             with anyio.fail_after(10):
                 await limiter.acquire()
     assert server.scripts_on == [0, 1]  # asked once more, on a connection of its own

@@ -3,23 +3,29 @@ their own; and what it says when the setup is wrong, in the words of what is wro
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
 from limiters import CountingFallback
 from redis_deployments import (  # noqa: F401  (registers `primary_and_replica`)
+    StandInRedis,
     command,
     make_tls_files,
     primary_and_replica_fixture,
 )
 from redis_server import RedisServer, TlsFiles, redis_server_fixture, start_redis  # noqa: F401
 
+from convoso_async._errors import ConfigurationError
 from convoso_async._redis_connection import ACL_COMMANDS, CLUSTER_ACL_COMMANDS
 from convoso_async.redis_limiter import RateLimiterUnavailableError, RedisRateLimiter
 
@@ -238,3 +244,119 @@ async def test_a_server_certificate_the_client_does_not_trust_is_named_a_tls_fai
     assert "failed the TLS handshake" in message
     assert "ssl_ca_certs" in message
     assert PASSWORD not in message
+
+
+# --- a setup that can never work says what is wrong, in one sentence ---------------------------
+
+
+def assert_one_sentence(message: str) -> None:
+    """One sentence: what is wrong; what to do (no second sentence, no dangling "; or")."""
+    assert ". " not in message.rstrip("."), message
+    assert "; or " not in message, message
+    assert message.count(";") == 1, message
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("protocol", ["", "?protocol=2", "?protocol=3"])
+@pytest.mark.parametrize("form", ["url", "client"])
+async def test_a_server_that_wants_a_password_given_none_says_it_needs_one(
+    protocol: str, form: str
+) -> None:
+    server = start_redis(password=PASSWORD)
+    url = f"redis://127.0.0.1:{server.port}/0{protocol}"
+    try:
+        if form == "client":
+            async with aioredis.Redis.from_url(url) as client:
+                message = await failure_message(RedisRateLimiter(client, rate=10))
+        else:
+            message = await failure_message(RedisRateLimiter(url, rate=10))
+    finally:
+        server.close()
+    assert "needs a password (AUTH)" in message
+    assert "redis://:PASSWORD@host:port/0" in message
+    assert "refused" not in message
+    assert "fallback=" not in message  # a setup to fix, not an outage to ride out
+    assert_one_sentence(message)
+
+
+class PlainHttpHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # quiet: every Redis command is a bad request here
+
+
+@pytest.fixture
+def http_port() -> Iterator[int]:
+    """The port of a plain HTTP server on loopback (Python's own), serving in a thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PlainHttpHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+class HttpOneOne(StandInRedis):
+    """An HTTP/1.1 server as nginx answers a line it can't read: a status line, then it closes."""
+
+    async def handle(
+        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readline()
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("protocol", ["", "?protocol=2", "?protocol=3"])
+async def test_an_http_server_on_the_port_is_named_not_redis(http_port: int, protocol: str) -> None:
+    url = f"redis://127.0.0.1:{http_port}/0{protocol}"
+    message = await failure_message(RedisRateLimiter(url, rate=10))
+    assert f"is not Redis: port {http_port} answers" in message
+    assert "check the host and port in the Redis URL" in message
+    assert "unreachable" not in message
+    assert "fallback=" not in message
+    assert_one_sentence(message)
+
+
+@pytest.mark.asyncio
+async def test_an_http_status_line_is_named_not_redis() -> None:
+    async with HttpOneOne() as server:
+        port = server.port
+        message = await failure_message(RedisRateLimiter(server.url, rate=10))
+    assert f"is not Redis: port {port} answers" in message
+    assert "HTTP/1.1 400 Bad Request" in message
+    assert_one_sentence(message)
+
+
+@pytest.mark.parametrize("protocol", ["7", "1", "three"])
+def test_a_protocol_redis_py_would_refuse_is_refused_when_the_limiter_is_built(
+    protocol: str,
+) -> None:
+    url = f"redis://:{PASSWORD}@127.0.0.1:6379/0?protocol={protocol}"
+    with pytest.raises(ConfigurationError, match="protocol") as caught:
+        RedisRateLimiter(url, rate=10)
+    assert PASSWORD not in str(caught.value)
+    options: dict[str, Any] = {"protocol": protocol}  # a string too, as a URL's query gives it
+    client = aioredis.Redis(port=6379, **options)
+    with pytest.raises(ConfigurationError, match=r"protocol must be 2 \(RESP2\) or 3 \(RESP3\)"):
+        RedisRateLimiter(client, rate=10)
+    with pytest.raises(ConfigurationError, match="protocol"):
+        RedisRateLimiter(f"redis+cluster://127.0.0.1:7000?protocol={protocol}", rate=10)
+
+
+def test_an_option_redis_py_does_not_know_is_refused_when_the_limiter_is_built() -> None:
+    with pytest.raises(ConfigurationError, match="unexpected keyword argument 'colour'"):
+        RedisRateLimiter("redis://127.0.0.1:6379/0?colour=blue", rate=10)
+
+
+@pytest.mark.asyncio
+async def test_a_database_the_server_does_not_have_is_named(redis_server: RedisServer) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}/99"
+    message = await failure_message(RedisRateLimiter(url, rate=10))
+    assert "has no database 99" in message
+    assert "'databases' setting" in message
+    assert "fallback=" not in message
+    assert_one_sentence(message)

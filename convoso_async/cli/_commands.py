@@ -26,6 +26,7 @@ from ._output import (
     print_campaigns,
     print_json,
     print_result,
+    read_text_file,
     result_json,
     run_with_progress,
     stdout_is_terminal,
@@ -46,11 +47,7 @@ def read_ids(ids: Sequence[str], from_file: Path | None, stdin: TextIO) -> list[
             raw = getattr(stdin, "buffer", None)
             text = decode_text(raw.read(), "stdin") if raw is not None else stdin.read()
         else:
-            try:
-                data = from_file.read_bytes()
-            except OSError as exc:
-                raise UsageError(f"cannot read {str(from_file)!r}: {exc.strerror}") from None
-            text = decode_text(data, repr(str(from_file)))
+            text = read_text_file(from_file, "id file")
         for line in text.splitlines():
             item = line.split("#", 1)[0].strip().lstrip("\ufeff")
             if item:

@@ -28,10 +28,11 @@ Connection options (``--token-file``, ``--base-url``, ``--timeout``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -318,7 +319,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``convoso`` command; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    with _writable_anywhere():
+        return _run(list(sys.argv[1:] if argv is None else argv))
+
+
+@contextlib.contextmanager
+def _writable_anywhere() -> Iterator[None]:
+    """While the command runs, stdout and stderr escape what their encoding can't hold.
+
+    A campaign named "Renovación" printed to an ASCII stdout (``PYTHONIOENCODING=ascii``, a C
+    locale) or a Windows pipe (cp1252) and "✓" anywhere but UTF-8 would otherwise be a
+    UnicodeEncodeError traceback. Such characters are written as ``\\xf3``-style escapes
+    (JSON documents use JSON's own escapes instead, see ``print_json``); the streams'
+    own setting is restored after, for a caller that runs `main` in its process.
+    """
+    changed: list[tuple[Any, str]] = []
+    for stream in (sys.stdout, sys.stderr):
+        errors = getattr(stream, "errors", None)
+        if not isinstance(errors, str) or not hasattr(stream, "reconfigure"):
+            continue  # not a text file (replaced by the caller): left as it is
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (OSError, ValueError):  # closed, or its reader went away
+            continue
+        changed.append((stream, errors))
+    try:
+        yield
+    finally:
+        for stream, errors in changed:
+            with contextlib.suppress(OSError, ValueError):
+                stream.reconfigure(errors=errors)
+
+
+def _run(argv: list[str]) -> int:
     if argv[:1] == ["fake-server"]:
         from convoso_async.testing.__main__ import main as fake_main
 

@@ -43,6 +43,7 @@ __all__ = [
     "print_json",
     "print_result",
     "print_stopped",
+    "read_text_file",
     "read_token",
     "result_json",
     "run_with_progress",
@@ -62,16 +63,18 @@ def console(stderr: bool = False) -> Console:
 
 
 def read_token(token_file: Path | None) -> str:
-    """The auth token: ``--token-file`` first, then ``CONVOSO_AUTH_TOKEN``."""
+    """The auth token: ``--token-file`` first, then ``CONVOSO_AUTH_TOKEN``.
+
+    The file is read as id files are (`read_text_file`): a byte-order mark is not part of
+    the token, and a file in no encoding it knows is a usage error, not a traceback.
+    """
     if token_file is None:
-        token = os.environ.get(ENV_AUTH_TOKEN, "").strip()
+        # A variable set from a file with a byte-order mark ($(cat token.txt)) carries it.
+        token = os.environ.get(ENV_AUTH_TOKEN, "").strip().lstrip("\ufeff")
         if not token:
             raise UsageError(f"no auth token: set {ENV_AUTH_TOKEN} or pass --token-file FILE")
         return token
-    try:
-        lines = token_file.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UsageError(f"cannot read token file {str(token_file)!r}: {exc.strerror}") from None
+    lines = read_text_file(token_file, "token file").splitlines()
     token = lines[0].strip() if lines else ""
     if not token:
         raise UsageError(f"token file {str(token_file)!r} is empty")
@@ -151,6 +154,19 @@ _BOMS = (
 )
 
 
+def read_text_file(path: Path, what: str) -> str:
+    """A text file the user gave (``what``: "token file", "id file"), decoded by `decode_text`.
+
+    A file that can't be read or decoded is a `UsageError` naming it and the line, never
+    quoting its content (a token file's is a secret).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+    return decode_text(data, f"{what} {str(path)!r}")
+
+
 def decode_text(data: bytes, name: str) -> str:
     """Bytes of a text file: UTF-8, or whatever its byte-order mark says (Excel's UTF-16)."""
     encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
@@ -165,11 +181,25 @@ def decode_text(data: bytes, name: str) -> str:
 
 
 def print_json(document: object, *, compact: bool = False) -> None:
-    """One JSON document on stdout: indented, or on one line (``compact``)."""
-    if compact:
-        print(json.dumps(document, separators=(",", ":"), ensure_ascii=False))
-    else:
-        print(json.dumps(document, indent=2, ensure_ascii=False))
+    """One JSON document on stdout: indented, or on one line (``compact``).
+
+    Text is written as it is when stdout's encoding holds it, else as JSON's ``\\u00f3``
+    escapes: the same document for a parser, whatever the terminal or pipe.
+    """
+    layout: dict[str, Any] = {"separators": (",", ":")} if compact else {"indent": 2}
+    text = json.dumps(document, ensure_ascii=False, **layout)
+    if not _stdout_holds(text):
+        text = json.dumps(document, ensure_ascii=True, **layout)
+    print(text)
+
+
+def _stdout_holds(text: str) -> bool:
+    """Whether stdout's encoding can write ``text`` as it is."""
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def print_campaigns(campaigns: list[Campaign], *, as_json: bool) -> None:
