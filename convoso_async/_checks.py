@@ -15,6 +15,7 @@ converted only once known to be in range.
 from __future__ import annotations
 
 import math
+import unicodedata
 
 from ._defaults import DEFAULT_BASE_URL, ENV_AUTH_TOKEN, MAX_CONCURRENCY_LIMIT, MAX_RETRIES_LIMIT
 from ._errors import ConfigurationError
@@ -110,15 +111,19 @@ def check_token(token: object) -> str:
         )
     if not isinstance(token, str):
         raise ConfigurationError(f"auth_token must be a string, not {type(token).__name__}")
-    token = token.strip()
+    # A byte-order mark is what an editor left at the start of the file the token came
+    # from (Python's strip() keeps it: it is not white space); it is never part of a token.
+    token = token.strip().lstrip("\ufeff").strip()
     # Checked here, not at the first request: a token from bytes that were
-    # not UTF-8 (lone surrogates) cannot be sent, and a control character is
-    # never part of a real token. Neither the token nor the character is named.
+    # not UTF-8 (lone surrogates) cannot be sent, and a control or invisible formatting
+    # character (zero-width space, a BOM inside) is never part of a real token. Neither
+    # the token nor the character is named.
     for position, char in enumerate(token):
-        if char < " " or char == "\x7f" or "\ud800" <= char <= "\udfff":
+        if char < " " or unicodedata.category(char) in ("Cc", "Cf", "Cs"):
             raise ConfigurationError(
                 f"auth_token is not a valid token: character {position + 1} of "
-                f"{len(token)} is a control character or cannot be encoded as UTF-8 "
+                f"{len(token)} is a control or invisible character, or cannot be encoded "
+                "as UTF-8 "
                 f"(check how {ENV_AUTH_TOKEN} or the token file was written)"
             )
     return token

@@ -75,7 +75,7 @@ def test_a_token_file_with_a_bom_or_in_utf16_is_read(
         (codecs.BOM_UTF16_LE + b"t\x00o\x00k", "line 1 is not UTF-16 text; save it as UTF-8"),
         (b"\n\xff\xfe", "line 2 is not UTF-8 text"),
         # UTF-16 without its mark reads as UTF-8 with NULs: no token has those.
-        ("tok-123\n".encode("utf-16-le"), "control character"),
+        ("tok-123\n".encode("utf-16-le"), "control or invisible character"),
     ],
 )
 @pytest.mark.usefixtures("url")

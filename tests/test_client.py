@@ -20,6 +20,7 @@ from convoso_async import (
     Limiter,
     ResponseDecodeError,
 )
+from convoso_async._checks import check_token
 from convoso_async._client import NOT_GIVEN, NotGiven
 from convoso_async._defaults import DEFAULT_BASE_URL
 from convoso_async._http.httpx_sender import HttpxSender
@@ -40,6 +41,18 @@ def test_missing_token_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
         AsyncConvoso()
     with pytest.raises(ConfigurationError, match="CONVOSO_AUTH_TOKEN"):
         AsyncConvoso("   ")
+
+
+def test_a_token_from_a_file_with_a_byte_order_mark_is_sent_without_it() -> None:
+    # An editor's BOM at the start (Python's strip() keeps it) is never part of a token.
+    assert check_token("\ufeff tok-123\r\n") == "tok-123"
+
+
+@pytest.mark.parametrize("bad", ["Sekrit\u200b1", "Sekrit\ufeff1", "Sekrit\x001", "Sekrit\ud800"])
+def test_an_invisible_or_control_character_in_the_token_is_refused_unnamed(bad: str) -> None:
+    with pytest.raises(ConfigurationError, match="control or invisible character") as caught:
+        check_token(bad)
+    assert "Sekrit" not in str(caught.value)
 
 
 def test_base_url_from_argument_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
