@@ -15,6 +15,8 @@ the connection pool, which copies share and cannot change.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 
 from ._checks import (
@@ -42,8 +44,8 @@ __all__ = ["Options", "OptionsView"]
 _SIZED_BY_CONCURRENCY = CircuitBreaker()
 
 
-def _rate_limiter(rate_limit: object) -> RateLimiter | None:
-    return limiter_from_option(rate_limit)  # type: ignore[arg-type]
+def _rate_limiter(rate_limit: float | Literal["auto"] | RateLimiter | None) -> RateLimiter | None:
+    return limiter_from_option(rate_limit)
 
 
 def _retry_budget(retry_budget: object) -> RetryBudget | None:
