@@ -16,8 +16,15 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from typing import TypeVar
 
-from ._defaults import DEFAULT_BASE_URL, ENV_AUTH_TOKEN, MAX_CONCURRENCY_LIMIT, MAX_RETRIES_LIMIT
+from ._defaults import (
+    DEFAULT_BASE_URL,
+    ENV_AUTH_TOKEN,
+    MAX_CONCURRENCY_LIMIT,
+    MAX_RESPONSE_BYTES_LIMIT,
+    MAX_RETRIES_LIMIT,
+)
 from ._errors import ConfigurationError
 from ._redaction import redact_url
 
@@ -27,10 +34,15 @@ __all__ = [
     "check_concurrency",
     "check_count",
     "check_flag",
+    "check_max_response_bytes",
     "check_number",
     "check_retries",
+    "check_switch",
+    "check_timeout",
     "check_token",
 ]
+
+Kind = TypeVar("Kind")
 
 
 def _kind(value: object) -> str:
@@ -100,6 +112,32 @@ def check_concurrency(max_concurrency: object) -> int:
 def check_retries(max_retries: object) -> int:
     """``max_retries``, as the client and ``with_options`` take it."""
     return check_count("max_retries", max_retries, minimum=0, maximum=MAX_RETRIES_LIMIT)
+
+
+def check_timeout(timeout: object) -> float:
+    """``timeout``, as the client and ``with_options`` take it: seconds for each HTTP attempt."""
+    return check_number("timeout", timeout)
+
+
+def check_max_response_bytes(max_response_bytes: object) -> int:
+    """``max_response_bytes``, as the client and ``with_options`` take it."""
+    return check_count(
+        "max_response_bytes", max_response_bytes, minimum=1, maximum=MAX_RESPONSE_BYTES_LIMIT
+    )
+
+
+def check_switch(name: str, value: object, kind: type[Kind]) -> Kind | bool:
+    """``True`` (one made by default), ``False`` (none), or your own ``kind`` object.
+
+    ``None`` counts as ``False``: a copy's "none" where its original had none.
+    """
+    if value is None:
+        return False
+    if isinstance(value, (bool, kind)):
+        return value
+    raise ConfigurationError(
+        f"{name} must be True, False or a {kind.__name__}, not {type(value).__name__}"
+    )
 
 
 def check_token(token: object) -> str:

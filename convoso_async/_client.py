@@ -1,32 +1,27 @@
 """`AsyncConvoso`: configuration, the connection pool, and the resources.
 
-The client checks its options once, makes one connection pool (`._http.pool`:
-HTTP clients of its own per event loop, or the caller's ``http_client``), and
-hands every request to the pipeline. Copies made with `with_options`
-share the pool, the rate limiter and the 429 pause.
+The client checks its options once into one `Options` object (`._options`),
+makes one connection pool (`._http.pool`: HTTP clients of its own per event
+loop, or the caller's ``http_client``), and hands every request to the
+pipeline. Copies made with `with_options` (`attrs.evolve` of the options)
+share the pool, the 429 pause and whatever limiter, budget and breaker they
+were not given.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Literal
 
+import attrs
 import httpx2
 
 from . import _telemetry as telemetry
-from ._checks import (
-    check_base_url,
-    check_concurrency,
-    check_count,
-    check_flag,
-    check_number,
-    check_retries,
-    check_token,
-)
+from ._checks import check_base_url, check_flag, check_token
 from ._defaults import (
-    BREAKER_FAILURE_THRESHOLD,
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -34,16 +29,15 @@ from ._defaults import (
     DEFAULT_TIMEOUT,
     ENV_AUTH_TOKEN,
     ENV_BASE_URL,
-    MAX_RESPONSE_BYTES_LIMIT,
 )
 from ._errors import ConfigurationError
 from ._http.families import family_of
 from ._http.pipeline import AttemptCounter, Pipeline
 from ._http.pool import Pool, Transport
 from ._log import configure_from_env
-from ._pacing.breaker import CircuitBreaker, Guard, RetryBudget
-from ._pacing.ratelimit import PauseGate, RateLimiter, limiter_from_option
-from ._pacing.retry import RetryPolicy
+from ._options import Options, OptionsView
+from ._pacing.breaker import CircuitBreaker, RetryBudget
+from ._pacing.ratelimit import PauseGate, RateLimiter
 from ._redaction import redact_url
 from ._resources.campaigns import Campaigns
 from ._resources.endpoints import FieldValue, check_path, form_fields
@@ -63,7 +57,7 @@ class NotGiven:
 NOT_GIVEN = NotGiven()
 
 
-class AsyncConvoso:
+class AsyncConvoso(OptionsView):
     """An async client for the Convoso API.
 
         async with AsyncConvoso() as convoso:          # token from CONVOSO_AUTH_TOKEN
@@ -131,42 +125,25 @@ class AsyncConvoso:
         root = check_base_url(base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
         _check_http_client(http_client)
         transport = _check_transport(transport, http_client)
-        # Every number is checked before anything computes with it (the
-        # breaker's threshold is derived from max_concurrency, say).
-        self._set_options(
+        options = Options(
             timeout=timeout,
             max_retries=max_retries,
             max_concurrency=max_concurrency,
             max_response_bytes=max_response_bytes,
+            rate_limit=rate_limit,
+            retry_budget=retry_budget,
+            circuit_breaker=circuit_breaker,
         )
-        self._pipeline = Pipeline(
-            base_url=root,
-            auth_token=token,
-            limiter=_check_limiter(rate_limit),
-            pause=PauseGate(),
-            guard=_guard(retry_budget, circuit_breaker, self._max_concurrency),
+        self._pool = Pool(http_client, options.max_concurrency, base_url=root, transport=transport)
+        self._owner = True  # closes the pool; its copies do not
+        self._read(
+            options, Pipeline(base_url=root, auth_token=token, pause=PauseGate(), options=options)
         )
-        self._pool = Pool(http_client, self._max_concurrency, base_url=root, transport=transport)
-        self._owner = True
 
-    def _set_options(
-        self,
-        *,
-        timeout: object,
-        max_retries: object,
-        max_concurrency: object,
-        max_response_bytes: object,
-    ) -> None:
-        """Check and keep the options a client and each of its copies hold for themselves."""
-        self._timeout = check_number("timeout", timeout)
-        retries = check_retries(max_retries)
-        self._policy = RetryPolicy(retries)
-        # For post() to any endpoint: retried only when it cannot have been processed.
-        self._careful_policy = RetryPolicy(retries, idempotent=False)
-        self._max_concurrency = check_concurrency(max_concurrency)
-        self._max_response_bytes = check_count(
-            "max_response_bytes", max_response_bytes, minimum=1, maximum=MAX_RESPONSE_BYTES_LIMIT
-        )
+    def _read(self, options: Options, pipeline: Pipeline) -> None:
+        """Hold ``options`` (the properties and requests read them) and a pipeline reading them."""
+        self._options = options
+        self._pipeline = pipeline
         self.campaigns = Campaigns(self)
 
     @property
@@ -176,43 +153,6 @@ class AsyncConvoso:
         The client shows it (``repr``, errors, telemetry) with the password as ``***``.
         """
         return self._pipeline.base_url
-
-    @property
-    def timeout(self) -> float:
-        """Seconds allowed for each HTTP attempt."""
-        return self._timeout
-
-    @property
-    def max_retries(self) -> int:
-        """Retries after the first attempt."""
-        return self._policy.max_retries
-
-    @property
-    def max_concurrency(self) -> int:
-        """Default number of status requests in flight in bulk work."""
-        return self._max_concurrency
-
-    @property
-    def circuit_breaker(self) -> CircuitBreaker | None:
-        """The client-wide circuit breaker, if any (its ``state`` says whether it is open)."""
-        guard = self._pipeline.guard
-        return None if guard is None else guard.breaker
-
-    @property
-    def retry_budget(self) -> RetryBudget | None:
-        """The client-wide retry budget, if any."""
-        guard = self._pipeline.guard
-        return None if guard is None else guard.budget
-
-    @property
-    def rate_limiter(self) -> RateLimiter | None:
-        """The limiter every request waits on, if any."""
-        return self._pipeline.limiter
-
-    @property
-    def max_response_bytes(self) -> int:
-        """The largest answer read, as sent and once decompressed."""
-        return self._max_response_bytes
 
     def with_options(
         self,
@@ -239,37 +179,18 @@ class AsyncConvoso:
         The token, base URL, ``http_client`` and ``transport`` belong to the
         pool, so a copy cannot change them: make another client for those.
         """
-        copy = object.__new__(type(self))
-        copy._set_options(
-            timeout=self._timeout if isinstance(timeout, NotGiven) else timeout,
-            max_retries=self.max_retries if isinstance(max_retries, NotGiven) else max_retries,
-            max_concurrency=(
-                self._max_concurrency if isinstance(max_concurrency, NotGiven) else max_concurrency
-            ),
-            max_response_bytes=(
-                self._max_response_bytes
-                if isinstance(max_response_bytes, NotGiven)
-                else max_response_bytes
-            ),
-        )
-        pipeline = self._pipeline
-        if not isinstance(rate_limit, NotGiven):
-            pipeline = pipeline.with_limiter(_check_limiter(rate_limit))
-        if not (isinstance(retry_budget, NotGiven) and isinstance(circuit_breaker, NotGiven)):
-            shared = pipeline.guard
-            budget = shared.budget if shared is not None else None
-            breaker = shared.breaker if shared is not None else None
-            pipeline = pipeline.with_guard(
-                _guard(
-                    budget if isinstance(retry_budget, NotGiven) else retry_budget,
-                    breaker if isinstance(circuit_breaker, NotGiven) else circuit_breaker,
-                    copy._max_concurrency,
-                )
-            )
-        copy._pipeline = pipeline
-        copy._pool = self._pool
-        copy._owner = False
-        return copy
+        # Every keyword here is an Options field (tests/test_option_checks.py pins it).
+        arguments = dict(locals())
+        given = {
+            name: value
+            for name, value in arguments.items()
+            if name != "self" and not isinstance(value, NotGiven)
+        }
+        options = attrs.evolve(self._options, **given)
+        twin = copy.copy(self)  # the same pool, not its owner
+        twin._owner = False
+        twin._read(options, self._pipeline.with_options(options))
+        return twin
 
     async def post(
         self,
@@ -322,9 +243,9 @@ class AsyncConvoso:
             self._pool,
             path,
             fields,
-            time_limit=self._timeout,
-            max_bytes=self._max_response_bytes,
-            policy=self._policy if idempotent else self._careful_policy,
+            time_limit=self._options.timeout,
+            max_bytes=self._options.max_response_bytes,
+            policy=self._options.retry_policy if idempotent else self._options.careful_policy,
             campaign_id=campaign_id,
             counter=counter,
         )
@@ -346,11 +267,11 @@ class AsyncConvoso:
         await self.aclose()
 
     def __repr__(self) -> str:
-        limiter = self._pipeline.limiter
+        options = self._options
         return (
-            f"AsyncConvoso(base_url={redact_url(self.base_url)!r}, timeout={self._timeout:g}, "
-            f"max_retries={self.max_retries}, max_concurrency={self._max_concurrency}, "
-            f"rate_limit={limiter!r})"
+            f"AsyncConvoso(base_url={redact_url(self.base_url)!r}, timeout={options.timeout:g}, "
+            f"max_retries={options.max_retries}, max_concurrency={options.max_concurrency}, "
+            f"rate_limit={options.rate_limiter!r})"
         )
 
 
@@ -382,35 +303,6 @@ def _check_transport(transport: object, http_client: object) -> Transport:
             "transport=\"aiohttp\" needs aiohttp: pip install 'convoso-async[aiohttp]'"
         ) from None
     return "aiohttp"
-
-
-def _guard(budget: object, breaker: object, concurrency: int) -> Guard | None:
-    """The retry budget and circuit breaker from their options (None: a copy's shared none)."""
-    if budget is True:
-        budget = RetryBudget()
-    elif budget is False or budget is None:
-        budget = None
-    elif not isinstance(budget, RetryBudget):
-        raise ConfigurationError(
-            f"retry_budget must be True, False or a RetryBudget, not {type(budget).__name__}"
-        )
-    if breaker is True:
-        # Requests in flight together fail together when the service stalls, so a
-        # run must outlast two full rounds of them before it says "down".
-        breaker = CircuitBreaker(failure_threshold=max(BREAKER_FAILURE_THRESHOLD, 2 * concurrency))
-    elif breaker is False or breaker is None:
-        breaker = None
-    elif not isinstance(breaker, CircuitBreaker):
-        raise ConfigurationError(
-            f"circuit_breaker must be True, False or a CircuitBreaker, not {type(breaker).__name__}"
-        )
-    if budget is None and breaker is None:
-        return None
-    return Guard(budget, breaker)
-
-
-def _check_limiter(rate_limit: object) -> RateLimiter | None:
-    return limiter_from_option(rate_limit)  # type: ignore[arg-type]
 
 
 # A public name reports the package, where users import it from (as httpx's do).

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from convoso_async import (
@@ -24,6 +25,7 @@ from convoso_async import (
     Limiter,
     RetryBudget,
 )
+from convoso_async._options import Options
 from convoso_async.redis_limiter import RedisRateLimiter
 
 TOKEN = "tok-OPTIONS-0a1b2c3d"
@@ -205,3 +207,112 @@ def test_the_walk_covers_every_option_of_the_bulk_calls() -> None:
         "transport",
         "http_client",
     }
+
+
+# -- one options object ------------------------------------------------------------------------
+
+#: Constructor options that make the connection pool, which copies share and cannot change.
+POOL_OPTIONS = {"auth_token", "base_url", "http_client", "transport"}
+
+
+def option_fields() -> dict[str, str]:
+    """Each option of `Options` by its keyword: the property that reads it back."""
+    return {field.alias or field.name: field.name for field in attrs.fields(Options) if field.init}
+
+
+def given_values() -> dict[str, Any]:
+    """For each option of `Options`, a valid value other than its default."""
+    return {
+        "timeout": 7.5,
+        "max_retries": 5,
+        "max_concurrency": 3,
+        "max_response_bytes": 1024,
+        "rate_limit": Limiter(7),
+        "retry_budget": RetryBudget(tokens=9),
+        "circuit_breaker": CircuitBreaker(failure_threshold=3),
+    }
+
+
+def keywords(function: Callable[..., Any]) -> list[str]:
+    return [name for name in inspect.signature(function).parameters if name != "self"]
+
+
+def test_the_constructors_and_with_options_take_exactly_the_options_of_the_one_object() -> None:
+    options = set(option_fields())
+    assert keywords(Convoso.__init__) == keywords(AsyncConvoso.__init__)
+    assert set(keywords(AsyncConvoso.__init__)) == options | POOL_OPTIONS
+    assert set(keywords(AsyncConvoso.with_options)) == options
+    assert keywords(Convoso.with_options) == keywords(AsyncConvoso.with_options)
+    assert set(given_values()) == options, "a new option needs a value in given_values()"
+
+
+@pytest.mark.parametrize("option", sorted(option_fields()))
+def test_every_option_is_taken_by_every_door_and_read_back_through_its_property(
+    option: str,
+) -> None:
+    value = given_values()[option]
+    shown = option_fields()[option]
+    expected = value if isinstance(value, (int, float)) else None
+    with Convoso(TOKEN, base_url=BASE_URL, **{option: value}) as sync_made:
+        made = [
+            AsyncConvoso(TOKEN, base_url=BASE_URL, **{option: value}),
+            client().with_options(**{option: value}),
+            sync_made,
+            sync_client().with_options(**{option: value}),
+        ]
+        for made_client in made:
+            read = getattr(made_client, shown)
+            if expected is None:
+                assert read is value, (type(made_client).__name__, option)
+            else:
+                assert read == expected, (type(made_client).__name__, option)
+    # One property, written once and documented, serves both clients.
+    assert inspect.getattr_static(Convoso, shown) is inspect.getattr_static(AsyncConvoso, shown)
+    assert inspect.getattr_static(AsyncConvoso, shown).__doc__
+
+
+#: Every way in for an option, and the object that checks them all.
+def door(make: Callable[..., Any], required: dict[str, Any]) -> Callable[..., Any]:
+    return lambda **given: make(**required, **given)
+
+
+DOORS: dict[str, Callable[..., Any]] = {
+    "Options": Options,
+    **{
+        name: door(*CONSTRUCTORS[name])
+        for name in ("AsyncConvoso", "AsyncConvoso.with_options", "Convoso", "Convoso.with_options")
+    },
+}
+OPTION_CASES = [(option, bad) for option in sorted(option_fields()) for bad in wrong_values(option)]
+
+
+def refusal(make: Callable[..., Any], given: dict[str, object]) -> str:
+    with pytest.raises(ConfigurationError) as caught:
+        make(**given)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "bad"), OPTION_CASES, ids=[case_id(("", o, b)) for o, b in OPTION_CASES]
+)
+def test_a_bad_option_is_refused_with_the_same_message_by_every_door(
+    option: str, bad: object
+) -> None:
+    messages = {door: refusal(make, {option: bad}) for door, make in DOORS.items()}
+    assert len(set(messages.values())) == 1, messages
+
+
+def test_a_copy_shares_what_it_is_not_given_and_sizes_a_new_default_breaker_by_itself() -> None:
+    original = AsyncConvoso(TOKEN, base_url=BASE_URL, rate_limit=5, max_concurrency=20)
+    wider = original.with_options(max_concurrency=40)
+    assert wider.circuit_breaker is original.circuit_breaker  # shared, not remade
+    assert wider.retry_budget is original.retry_budget
+    assert wider.rate_limiter is original.rate_limiter
+    assert original.circuit_breaker is not None
+    assert original.circuit_breaker.failure_threshold == 40
+    renewed = original.with_options(max_concurrency=40, circuit_breaker=True)
+    assert renewed.circuit_breaker is not original.circuit_breaker
+    assert renewed.circuit_breaker is not None
+    assert renewed.circuit_breaker.failure_threshold == 80
+    assert renewed._options is not original._options
+    assert (original.max_concurrency, renewed.max_concurrency) == (20, 40)

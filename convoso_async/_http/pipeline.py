@@ -9,6 +9,7 @@ it only name a path and its fields.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -34,8 +35,8 @@ from convoso_async._errors import (
     UnexpectedResponseError,
 )
 from convoso_async._log import logger
-from convoso_async._pacing.breaker import Guard
-from convoso_async._pacing.ratelimit import PauseGate, RateLimiter, ThrottleFeedback
+from convoso_async._options import Options
+from convoso_async._pacing.ratelimit import PauseGate, ThrottleFeedback
 from convoso_async._pacing.retry import RetryPolicy, is_testing, parse_retry_after
 from convoso_async._redaction import (
     MIN_SECRET_LENGTH,
@@ -102,49 +103,36 @@ class AttemptCounter:
 class Pipeline:
     """Sends one logical request with pacing, retries and error mapping.
 
-    Several clients made by ``with_options`` share one pipeline's pool,
-    limiter and pause gate, each with its own timeout and retry policy.
+    Several clients made by ``with_options`` share one pipeline's token and
+    pause gate (and, through their `Options`, whatever limiter, budget and
+    breaker they were not given), each with its own timeout and retry policy.
     """
 
     def __init__(
-        self,
-        *,
-        base_url: str,
-        auth_token: str,
-        limiter: RateLimiter | None,
-        pause: PauseGate,
-        guard: Guard | None = None,
+        self, *, base_url: str, auth_token: str, pause: PauseGate, options: Options
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = auth_token
-        self.limiter = limiter
         self.pause = pause
-        self.guard = guard  # the client-wide retry budget and circuit breaker
+        self._read(options)
+
+    def _read(self, options: Options) -> None:
+        """Pace on the options' limiter and consult their budget and breaker."""
+        self.options = options
+        self.limiter = options.rate_limiter
+        self.guard = options.guard  # the client-wide retry budget and circuit breaker
         # An adaptive or shared limiter hears how each answer went.
+        limiter = self.limiter
         self._feedback = limiter if isinstance(limiter, ThrottleFeedback) else None
 
     def __repr__(self) -> str:
         return f"Pipeline(base_url={redact_url(self.base_url)!r}, limiter={self.limiter!r})"
 
-    def with_limiter(self, limiter: RateLimiter | None) -> Pipeline:
-        """The same pipeline (token, pause gate, guard) pacing on another limiter."""
-        return Pipeline(
-            base_url=self.base_url,
-            auth_token=self._token,
-            limiter=limiter,
-            pause=self.pause,
-            guard=self.guard,
-        )
-
-    def with_guard(self, guard: Guard | None) -> Pipeline:
-        """The same pipeline (token, pause gate, limiter) with another budget and breaker."""
-        return Pipeline(
-            base_url=self.base_url,
-            auth_token=self._token,
-            limiter=self.limiter,
-            pause=self.pause,
-            guard=guard,
-        )
+    def with_options(self, options: Options) -> Pipeline:
+        """The same pipeline (token, pause gate) reading another copy's options."""
+        twin = copy.copy(self)
+        twin._read(options)
+        return twin
 
     async def post(
         self,

@@ -9,6 +9,7 @@ the two clients cannot drift apart.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -25,6 +26,7 @@ from convoso_async._defaults import (
     DEFAULT_TIMEOUT,
 )
 from convoso_async._http.pool import Transport
+from convoso_async._options import OptionsView
 from convoso_async._pacing.breaker import CircuitBreaker, RetryBudget
 from convoso_async._pacing.ratelimit import RateLimiter
 from convoso_async._resources.campaigns import Campaigns
@@ -92,9 +94,9 @@ def _copying(
     """``with_options`` of the blocking client, from the async client's (its options and rules)."""
 
     def with_options(self: Convoso, /, *args: P.args, **kwargs: P.kwargs) -> Convoso:
-        copy = object.__new__(type(self))
-        copy._hold(method(self._target, *args, **kwargs), self._loop, owner=False)
-        return copy
+        twin = copy.copy(self)
+        twin._hold(method(self._target, *args, **kwargs), self._loop, owner=False)
+        return twin
 
     _document(with_options, method, returns="Convoso")
     with_options.__doc__ = (
@@ -126,7 +128,7 @@ class SyncCampaigns(_Blocking[Campaigns]):
     iter_set_status = streaming(Campaigns.iter_set_status)
 
 
-class Convoso(_Blocking[AsyncConvoso]):
+class Convoso(_Blocking[AsyncConvoso], OptionsView):
     """A synchronous client for the Convoso API: `AsyncConvoso`'s options, calls and errors.
 
         with Convoso() as convoso:                      # token from CONVOSO_AUTH_TOKEN
@@ -144,7 +146,8 @@ class Convoso(_Blocking[AsyncConvoso]):
     `ConfigurationError`: create the client in the child, or before the fork
     without using it. Callbacks (``on_progress``, ``on_interrupt``) run in the
     client's own thread. Use it as ``with Convoso() as convoso:``, or call
-    `close` when done. The options are `AsyncConvoso`'s, checked as it checks them.
+    `close` when done. The options are `AsyncConvoso`'s, checked as it checks them
+    (one `Options` object, which its properties read).
     """
 
     campaigns: SyncCampaigns
@@ -164,24 +167,16 @@ class Convoso(_Blocking[AsyncConvoso]):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: Transport = "httpx2",
     ) -> None:
-        client = AsyncConvoso(
-            auth_token,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_concurrency=max_concurrency,
-            rate_limit=rate_limit,
-            http_client=http_client,
-            retry_budget=retry_budget,
-            circuit_breaker=circuit_breaker,
-            max_response_bytes=max_response_bytes,
-            transport=transport,
-        )
+        # The same keywords as AsyncConvoso's (tests/test_sync_client.py pins them), passed on.
+        arguments = dict(locals())
+        del arguments["self"]
+        client = AsyncConvoso(**arguments)
         self._hold(client, LoopThread(client.aclose), owner=True)
 
     def _hold(self, client: AsyncConvoso, loop: LoopThread, *, owner: bool) -> None:
         super().__init__(client, loop)
         self._owner = owner
+        self._options = client._options  # the properties read it (`OptionsView`)
         self.campaigns = SyncCampaigns(client.campaigns, loop)
 
     post = blocking(AsyncConvoso.post)
@@ -192,41 +187,6 @@ class Convoso(_Blocking[AsyncConvoso]):
     def base_url(self) -> str:
         """The API root requests go to."""
         return self._target.base_url
-
-    @property
-    def timeout(self) -> float:
-        """Seconds allowed for each HTTP attempt."""
-        return self._target.timeout
-
-    @property
-    def max_retries(self) -> int:
-        """Retries after the first attempt."""
-        return self._target.max_retries
-
-    @property
-    def max_concurrency(self) -> int:
-        """Default number of status requests in flight in bulk work."""
-        return self._target.max_concurrency
-
-    @property
-    def rate_limiter(self) -> RateLimiter | None:
-        """The limiter every request waits on, if any."""
-        return self._target.rate_limiter
-
-    @property
-    def retry_budget(self) -> RetryBudget | None:
-        """The client-wide retry budget, if any."""
-        return self._target.retry_budget
-
-    @property
-    def circuit_breaker(self) -> CircuitBreaker | None:
-        """The client-wide circuit breaker, if any."""
-        return self._target.circuit_breaker
-
-    @property
-    def max_response_bytes(self) -> int:
-        """The largest answer read, as sent and once decompressed."""
-        return self._target.max_response_bytes
 
     def close(self) -> None:
         """Close the connection pool and stop the event loop thread (a copy: nothing).
