@@ -41,7 +41,8 @@ __all__ = ["Options", "OptionsView"]
 
 #: What ``circuit_breaker=True`` holds until the options know ``max_concurrency``
 #: (`Options.__attrs_post_init__` swaps it for a breaker sized by it); never seen outside.
-_SIZED_BY_CONCURRENCY = CircuitBreaker()
+#: A bare instance, never initialised: a marker only, so no gauge ever reports it.
+_SIZED_BY_CONCURRENCY = object.__new__(CircuitBreaker)
 
 
 def _rate_limiter(rate_limit: float | Literal["auto"] | RateLimiter | None) -> RateLimiter | None:
