@@ -181,6 +181,7 @@ async def _until_signal(
 
 
 def dispatch(args: argparse.Namespace, stdin: TextIO) -> int:
+    """Run the command ``args`` names (``--from-file -`` reads ``stdin``); its exit code."""
     if args.command == "api":  # JSON only: no rich needed
         return anyio.run(_api, args)
     if not getattr(args, "json", False):

@@ -190,7 +190,7 @@ _EPILOG = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command line, for `main` and for the docs."""
+    """The whole command line (`main` parses with it; the tests walk it)."""
     parser = _Parser(prog="convoso", description=_DESCRIPTION, epilog=_EPILOG)
     parser.add_argument("--version", action=_Version)
     _add_connection_options(parser, defaults=True)
