@@ -35,10 +35,6 @@ class CampaignStatus(str, enum.Enum):
     ACTIVE = "Y"
     INACTIVE = "N"
 
-    @classmethod
-    def from_active(cls, active: bool) -> CampaignStatus:
-        return cls.ACTIVE if active else cls.INACTIVE
-
     @property
     def label(self) -> str:
         """``"active"`` or ``"inactive"``: the one status vocabulary of JSON, tables and logs."""

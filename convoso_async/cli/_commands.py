@@ -17,7 +17,14 @@ import anyio
 from convoso_async._bulk.changes import BATCH_FATAL, BatchResult
 from convoso_async._errors import ConvosoError
 
-from ._exits import EXIT_ERROR, EXIT_FAILURES, EXIT_OK, UsageError
+from ._exits import (
+    EXIT_ERROR,
+    EXIT_FAILURES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    UsageError,
+)
 from ._output import (
     client_from_args,
     console,
@@ -135,7 +142,7 @@ async def _change(args: argparse.Namespace, stdin: TextIO) -> int:
             "(unknown: may or may not have changed)",
             file=sys.stderr,
         )
-        return 128 + signum  # 130 for SIGINT, 143 for SIGTERM, as shells report them
+        return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
     return EXIT_OK if result.ok else EXIT_FAILURES
 
 
@@ -174,6 +181,7 @@ async def _until_signal(
 
 
 def dispatch(args: argparse.Namespace, stdin: TextIO) -> int:
+    """Run the command ``args`` names (``--from-file -`` reads ``stdin``); its exit code."""
     if args.command == "api":  # JSON only: no rich needed
         return anyio.run(_api, args)
     if not getattr(args, "json", False):

@@ -52,7 +52,14 @@ from convoso_async._defaults import (
 from convoso_async._errors import ConfigurationError, ConvosoError
 from convoso_async._version import __version__
 
-from ._exits import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from ._exits import (
+    EXIT_BROKEN_PIPE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_MEANINGS,
+    EXIT_USAGE,
+    UsageError,
+)
 
 __all__ = ["main"]
 
@@ -170,22 +177,21 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+_DESCRIPTION = (
+    "Convoso campaigns from the command line: list, bulk (de)activate, schedule; "
+    "and any other endpoint (convoso api)."
+)
+_EPILOG = (
+    "Exit codes: "
+    + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_MEANINGS.items())
+    + ". Output is a table on a terminal, plain lines in a pipe or file, one JSON "
+    "document with --json."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command line, for `main` and for the docs."""
-    parser = _Parser(
-        prog="convoso",
-        description=(
-            "Convoso campaigns from the command line: list, bulk (de)activate, schedule; "
-            "and any other endpoint (convoso api)."
-        ),
-        epilog=(
-            "Exit codes: 0 every campaign succeeded; 1 some failed; 2 bad arguments or "
-            "configuration; 3 the request failed as a whole (auth, network; for api, a "
-            "success: false answer too); 141 the reader "
-            "of the output went away (| head). Output is a table on a terminal, plain "
-            "lines in a pipe or file, one JSON document with --json."
-        ),
-    )
+    """The whole command line (`main` parses with it; the tests walk it)."""
+    parser = _Parser(prog="convoso", description=_DESCRIPTION, epilog=_EPILOG)
     parser.add_argument("--version", action=_Version)
     _add_connection_options(parser, defaults=True)
     connection = _Parser(add_help=False)
@@ -196,7 +202,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_campaigns_command(commands, connection, output)
+    _add_schedule_command(commands, connection, output)
+    _add_api_command(commands, connection)
+    # Listed for --help only: `main` hands "fake-server ..." to the fake's own parser.
+    commands.add_parser(
+        "fake-server",
+        help="run the embedded fake Convoso server on loopback "
+        "(convoso fake-server --help for its options)",
+    )
+    _add_demo_command(commands)
+    return parser
 
+
+# The commands' parsers, added in the order --help lists them. ``connection`` and
+# ``output`` are the parents that give a command the connection options and --json.
+
+
+def _add_campaigns_command(
+    commands: argparse._SubParsersAction[_Parser],
+    connection: _Parser,
+    output: _Parser,
+) -> None:
     campaigns = commands.add_parser("campaigns", help="list campaigns or change their status")
     actions = campaigns.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", parents=[connection, output], help="list every campaign")
@@ -225,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="search first; skip campaigns already in the wanted state",
         )
 
+
+def _add_schedule_command(
+    commands: argparse._SubParsersAction[_Parser],
+    connection: _Parser,
+    output: _Parser,
+) -> None:
     schedule = commands.add_parser("schedule", help="apply a TOML schedule of campaign windows")
     schedule_actions = schedule.add_subparsers(dest="action", metavar="ACTION", required=True)
     apply_parser = schedule_actions.add_parser(
@@ -251,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("file", type=Path, help="schedule file (TOML)")
     _add_pacing_options(run_parser, DEFAULT_MAX_CONCURRENCY)
 
+
+def _add_api_command(commands: argparse._SubParsersAction[_Parser], connection: _Parser) -> None:
     api = commands.add_parser(
         "api",
         parents=[connection],
@@ -277,13 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(by default only what cannot have reached Convoso is retried)",
     )
 
-    # Listed for --help only: `main` hands "fake-server ..." to the fake's own parser.
-    commands.add_parser(
-        "fake-server",
-        help="run the embedded fake Convoso server on loopback "
-        "(convoso fake-server --help for its options)",
-    )
 
+def _add_demo_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     demo = commands.add_parser(
         "demo", help="bulk-toggle thousands of campaigns on a fake server (no account needed)"
     )
@@ -292,21 +322,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=_campaigns,
         metavar="N",
         default=DEMO_CAMPAIGNS,
-        help="campaigns on the fake server (default 3000)",
+        help=f"campaigns on the fake server (default {DEMO_CAMPAIGNS})",
     )
     demo.add_argument(
         "--latency",
         type=_latency,
         metavar="S",
         default=DEMO_LATENCY,
-        help="the fake's mean answer delay in seconds, varied +-50%% (default 0.02)",
+        help=f"the fake's mean answer delay in seconds, varied +-50%% (default {DEMO_LATENCY:g})",
     )
     demo.add_argument(
         "--concurrency",
         type=_concurrency,
         metavar="N",
         default=DEMO_CONCURRENCY,
-        help="status requests in flight at once (default 32)",
+        help=f"status requests in flight at once (default {DEMO_CONCURRENCY})",
     )
     demo.add_argument(
         "--rate",
@@ -314,7 +344,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="client rate limit, requests per second (default: no limit)",
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

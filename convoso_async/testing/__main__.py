@@ -21,9 +21,17 @@ from collections.abc import Sequence
 
 from ._fake import FakeConvoso
 from ._server import serve_forever
-from ._state import reference_campaigns
+from ._state import DEFAULT_CAMPAIGNS, reference_campaigns
 
 __all__ = ["build_arg_parser", "main"]
+
+# The command line's defaults, which its help shows: loopback, a free port, answers
+# at once, a 429 that asks for one second, the same jitter every run.
+_HOST = "127.0.0.1"
+_PORT = 0
+_LATENCY = 0.0
+_RETRY_AFTER = 1.0
+_SEED = 0
 
 
 def _port(text: str) -> int:
@@ -94,17 +102,31 @@ def build_arg_parser(prog: str | None = None) -> argparse.ArgumentParser:
             "until SIGINT or SIGTERM. Prints 'listening on URL' when ready."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--host", default=_HOST, help=f"address to bind (default: {_HOST})")
     parser.add_argument(
-        "--port", type=_port, default=0, help="port to bind; 0 picks a free one (default: 0)"
+        "--port",
+        type=_port,
+        default=_PORT,
+        help=f"port to bind; 0 picks a free one (default: {_PORT})",
     )
+    _add_campaign_options(parser)
+    _add_answer_options(parser)
+    _add_token_options(parser)
+    parser.add_argument(
+        "--seed", type=int, default=_SEED, help=f"seed for latency jitter (default: {_SEED})"
+    )
+    return parser
+
+
+def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
+    """Which campaigns the fake serves: one of a count, chosen ids or the reference's."""
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
         "--campaigns",
         type=_count,
         default=None,
         metavar="N",
-        help="how many campaigns to generate, ids from 1001 (default: 3)",
+        help=f"how many campaigns to generate, ids from 1001 (default: {DEFAULT_CAMPAIGNS})",
     )
     which.add_argument(
         "--ids",
@@ -117,12 +139,17 @@ def build_arg_parser(prog: str | None = None) -> argparse.ArgumentParser:
         action="store_true",
         help="serve the API reference's own example campaigns: 111, 222 and 333",
     )
+
+
+def _add_answer_options(parser: argparse.ArgumentParser) -> None:
+    """How the fake answers: its delay, its rate limit and the 429's Retry-After."""
     parser.add_argument(
         "--latency",
         type=_latency,
-        default=0.0,
+        default=_LATENCY,
         metavar="S",
-        help="seconds added to every answer, or LOW,HIGH for uniform jitter (default: 0)",
+        help="seconds added to every answer, or LOW,HIGH for uniform jitter "
+        f"(default: {_LATENCY:g})",
     )
     parser.add_argument(
         "--rate",
@@ -134,10 +161,13 @@ def build_arg_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--retry-after",
         type=_seconds,
-        default=1.0,
+        default=_RETRY_AFTER,
         metavar="S",
-        help="Retry-After seconds sent with a 429 (default: 1)",
+        help=f"Retry-After seconds sent with a 429 (default: {_RETRY_AFTER:g})",
     )
+
+
+def _add_token_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token",
         action="append",
@@ -151,8 +181,6 @@ def build_arg_parser(prog: str | None = None) -> argparse.ArgumentParser:
         metavar="T",
         help="a token that may search but not change a status; repeatable",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for latency jitter (default: 0)")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
