@@ -135,7 +135,7 @@ class _LoopBinding:
     script: AsyncScript
     throttle: AsyncScript
     #: Closes the limiter's own connections of this loop as the loop shuts down.
-    guard: AsyncGenerator[None, None] | None = None
+    closer: AsyncGenerator[None, None] | None = None
 
 
 async def _close_with_the_loop(client: AsyncRedis) -> AsyncGenerator[None, None]:
@@ -529,8 +529,8 @@ class RedisRateLimiter:
             self._client = self._connect()
             return
         await self._client.aclose()
-        if binding is not None and binding.guard is not None:
-            await binding.guard.aclose()
+        if binding is not None and binding.closer is not None:
+            await binding.closer.aclose()
 
     async def __aenter__(self) -> RedisRateLimiter:
         return self
@@ -555,9 +555,9 @@ class RedisRateLimiter:
     async def _bound(self) -> _LoopBinding:
         """This loop's binding; the first time in a loop, arrange for the loop to close it."""
         binding = self._bind()
-        if binding.guard is None and self._url is not None:
-            binding.guard = _close_with_the_loop(self._client)
-            await binding.guard.asend(None)
+        if binding.closer is None and self._url is not None:
+            binding.closer = _close_with_the_loop(self._client)
+            await binding.closer.asend(None)
         return binding
 
     def _bind(self) -> _LoopBinding:
