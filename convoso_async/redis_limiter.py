@@ -74,6 +74,7 @@ try:
         connect,
         describe_client,
         diagnose,
+        hide_secrets,
         limiter_keys,
         redact_url,
         url_secrets,
@@ -549,7 +550,7 @@ class RedisRateLimiter:
             return connect(self._url, timeout=self.timeout)
         except ValueError as exc:
             raise ConfigurationError(
-                f"invalid Redis URL {self._server!r}: {self._scrub(str(exc))}"
+                f"invalid Redis URL {self._server!r}: {hide_secrets(str(exc), self._secrets)}"
             ) from None
 
     async def _bound(self) -> _LoopBinding:
@@ -663,11 +664,6 @@ class RedisRateLimiter:
     def _error(self, message: str) -> RateLimiterUnavailableError:
         # A fresh instance per raise: one shared instance would pile up tracebacks.
         return RateLimiterUnavailableError(message, key=self.key, server=self._server)
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
 
 
 def _register(client: AsyncRedis, script: str) -> AsyncScript:
