@@ -69,6 +69,7 @@ __all__ = [
     "describe_client",
     "diagnose",
     "explain",
+    "hide_secrets",
     "limiter_keys",
     "redact_url",
     "url_secrets",
@@ -583,7 +584,14 @@ def _rules(timeout: float, acl: str, target: _Target) -> list[_Rule]:
 
 
 def _detail(error: BaseException, scrub: tuple[str, ...]) -> str:
-    text = str(error)
-    for secret in scrub:
+    return f"{type(error).__name__}: {hide_secrets(str(error), scrub).rstrip('. ')}"
+
+
+def hide_secrets(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with each of ``secrets`` (`url_secrets`, `client_secrets`) as ``***``.
+
+    Unlike the token's redaction, a short secret is hidden too: a Redis password may be short.
+    """
+    for secret in secrets:
         text = text.replace(secret, "***")
-    return f"{type(error).__name__}: {text.rstrip('. ')}"
+    return text

@@ -34,7 +34,7 @@ process paces on the one learned rate, each 429 lowers it once (a 429 for a
 request whose slot came before the last drop is old news), and the answers to
 requests that queued for their slot make it grow. So N workers together find
 the account's limit, not each 1/N of a guess. Redis computes everything on its
-own clock, in the same two scripts.
+own clock, in the same two scripts (``_redis_scripts``, with the arguments they take).
 
 Redis is reached through ``redis.asyncio``, which runs on asyncio only: one
 server, a Sentinel-managed primary, or a Redis Cluster (how the limiter
@@ -74,6 +74,7 @@ try:
         connect,
         describe_client,
         diagnose,
+        hide_secrets,
         limiter_keys,
         redact_url,
         url_secrets,
@@ -84,41 +85,38 @@ else:
     _missing_redis = None
 
 from convoso_async import _telemetry
-from convoso_async._checks import check_count, check_number
-from convoso_async._defaults import (
-    AUTO_RATE_CEILING,
-    AUTO_RATE_FLOOR,
-    AUTO_RATE_START,
-    MAX_PERIOD,
-    MAX_RATE,
-    MAX_REQUEST_COUNT,
-)
 from convoso_async._defaults import REDIS_ADAPTIVE_STATE_TTL as ADAPTIVE_STATE_TTL
 from convoso_async._defaults import REDIS_KEY as DEFAULT_KEY
 from convoso_async._defaults import REDIS_RETRY_INTERVAL as DEFAULT_RETRY_INTERVAL
 from convoso_async._defaults import REDIS_SLACK as DEFAULT_SLACK
-from convoso_async._defaults import REDIS_TIMEOUT as DEFAULT_TIMEOUT
+from convoso_async._defaults import REDIS_TIMEOUT as DEFAULT_REDIS_TIMEOUT
 from convoso_async._errors import ConfigurationError, RateLimiterUnavailableError
 from convoso_async._pacing.ratelimit import (
-    ADAPTIVE_DECREASE,
-    ADAPTIVE_TARGET,
-    DEEPEST_DROP,
-    HOLD_SECONDS,
     LOG_RISE_FACTOR,
-    PROBE_SECONDS,
-    RECOVERY_SECONDS,
-    SLOW_START_DOUBLING,
     Grant,
     RateLimiter,
     ThrottleFeedback,
-    check_rate_bounds,
     last_grant,
     set_last_grant,
 )
+from convoso_async._redis_scripts import (
+    ACQUIRE_SCRIPT,
+    THROTTLE_SCRIPT,
+    AcquireReply,
+    ThrottleReply,
+    acquire_args,
+    throttle_args,
+)
+from convoso_async._redis_settings import check_settings
+
+#: Seconds one call to Redis may take: `DEFAULT_REDIS_TIMEOUT`, under its earlier name. (The
+#: client's `~convoso_async._defaults.DEFAULT_TIMEOUT`, per HTTP attempt, is another default.)
+DEFAULT_TIMEOUT = DEFAULT_REDIS_TIMEOUT
 
 __all__ = [
     "ADAPTIVE_STATE_TTL",
     "DEFAULT_KEY",
+    "DEFAULT_REDIS_TIMEOUT",
     "DEFAULT_RETRY_INTERVAL",
     "DEFAULT_SLACK",
     "DEFAULT_TIMEOUT",
@@ -127,128 +125,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("convoso_async")
-
-# Both scripts: KEYS[1] the slot key (the TAT), KEYS[2] the pause key (the
-# end of the current 429 pause), KEYS[3] the adaptive state (a hash), KEYS[4]
-# the adaptive mode's grants of the last period (a sorted set). ARGV[1]
-# is 1 in adaptive mode, then: the seed rate and target (for a state Redis does
-# not have), floor, ceiling, period in µs, the state's TTL in ms, and the
-# model's constants (_pacing/ratelimit.py's, in seconds). Times are Redis server µs:
-# Lua numbers are doubles, exact up to 2**53 µs (year 2255). string.format
-# keeps numbers out of Lua's 14-digit %g form; replies are strings, since
-# Redis would truncate a Lua float to an integer.
-_PRELUDE = """
-if redis.replicate_commands then redis.replicate_commands() end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local adaptive = ARGV[1] == '1'
-local floor, ceiling = tonumber(ARGV[4]), tonumber(ARGV[5])
-local period = tonumber(ARGV[6])
-local recovery, hold, probe = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local doubling = tonumber(ARGV[11])
-local function model(low, target, grown)
-  local rate
-  if target <= 0 then
-    rate = low * 2 ^ math.min(grown / doubling, 64)
-  elseif grown < recovery then
-    rate = target - (target - low) * (1 - grown / recovery) ^ 3
-  elseif grown - recovery - hold <= 0 then
-    rate = target
-  else
-    rate = target * (1 + math.min((grown - recovery - hold) / probe, 1000) ^ 3)
-  end
-  return math.min(ceiling, math.max(floor, rate))
-end
-local low, target, grown, dropped
-if adaptive then
-  local state = redis.call('HMGET', KEYS[3], 'low', 'target', 'grown', 'dropped')
-  low = tonumber(state[1]) or tonumber(ARGV[2])
-  target = tonumber(state[2]) or tonumber(ARGV[3])
-  grown = tonumber(state[3]) or 0
-  dropped = tonumber(state[4]) or 0
-  -- Keep the grants of the last period only: (now - period, now].
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', string.format('%.0f', now - period))
-end
-local function save()
-  redis.call('HSET', KEYS[3], 'low', string.format('%.17g', low),
-             'target', string.format('%.17g', target), 'grown', string.format('%.17g', grown),
-             'dropped', string.format('%.0f', dropped))
-  redis.call('PEXPIRE', KEYS[3], ARGV[7])
-end
-local pause = tonumber(redis.call('GET', KEYS[2]) or 0)
-"""
-
-# acquire(). ARGV[12]: growth earned by this process's answers since its last
-# call, in µs; ARGV[13]: the fixed mode's interval in µs; ARGV[14]: burst - 1.
-# Returns {µs to wait for the reserved slot, when it was reserved, the rate,
-# the target}. The reservation time, not the slot's: a slot reserved before a
-# drop was paced at the old rate even if it comes after the drop.
-_ACQUIRE_SCRIPT = (
-    _PRELUDE
-    + """
-local interval = tonumber(ARGV[13])
-local rate = 0
-if adaptive then
-  if model(low, target, grown) < ceiling then grown = grown + tonumber(ARGV[12]) / 1e6 end
-  rate = model(low, target, grown)
-  interval = period / rate
-  local stamp = string.format('%.0f', now)
-  redis.call('ZADD', KEYS[4], stamp, stamp)
-  redis.call('PEXPIRE', KEYS[4], string.format('%.0f', math.ceil(period / 1000)))
-  save()
-end
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-if tat < pause then tat = pause end
-local wait = tat - tonumber(ARGV[14]) * interval - now
-if wait < pause - now then wait = pause - now end
-if wait < 0 then wait = 0 end
-local next_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', next_tat),
-           'PX', string.format('%.0f', math.ceil((next_tat - now) / 1000)))
-return {string.format('%.0f', wait), string.format('%.0f', now),
-        string.format('%.17g', rate), string.format('%.17g', target or 0)}
-"""
-)
-
-# on_throttle(). ARGV[12]: Retry-After in µs (-1: none); ARGV[13]: when the
-# slot of the request that met the 429 was reserved (-1: unknown); ARGV[14],
-# ARGV[15], ARGV[16]: the decrease and target factors and the deepest drop.
-# Returns {µs of pause left, the rate before, the rate after, 1 if this 429
-# lowered the rate, the target}.
-_THROTTLE_SCRIPT = (
-    _PRELUDE
-    + """
-local retry = tonumber(ARGV[12])
-if retry >= 0 and now + retry > pause then
-  pause = now + retry
-  redis.call('SET', KEYS[2], string.format('%.0f', pause),
-             'PX', string.format('%.0f', math.ceil(retry / 1000) + 1))
-end
-local rate, after, lowered = 0, 0, 0
-if adaptive then
-  rate = model(low, target, grown)
-  after = rate
-  local reserved = tonumber(ARGV[13])
-  if reserved < 0 or reserved >= dropped then
-    local decrease, factor = tonumber(ARGV[14]), tonumber(ARGV[15])
-    local recent = redis.call('ZCARD', KEYS[4])
-    local found = math.max(math.min(rate, recent), rate * tonumber(ARGV[16]))
-    target = math.max(floor, found * factor)
-    low = math.min(target, math.max(floor, rate * decrease))
-    grown = 0
-    dropped = now
-    save()
-    after = model(low, target, grown)
-    lowered = 1
-  end
-end
-local left = pause - now
-if left < 0 then left = 0 end
-return {string.format('%.0f', left), string.format('%.17g', rate),
-        string.format('%.17g', after), lowered, string.format('%.17g', target or 0)}
-"""
-)
 
 
 @dataclass
@@ -260,7 +136,7 @@ class _LoopBinding:
     script: AsyncScript
     throttle: AsyncScript
     #: Closes the limiter's own connections of this loop as the loop shuts down.
-    guard: AsyncGenerator[None, None] | None = None
+    closer: AsyncGenerator[None, None] | None = None
 
 
 async def _close_with_the_loop(client: AsyncRedis) -> AsyncGenerator[None, None]:
@@ -363,7 +239,7 @@ class RedisRateLimiter:
         rate: float | Literal["auto"],
         period: float = 1.0,
         burst: int = 1,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_REDIS_TIMEOUT,
         fallback: RateLimiter | None = None,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
         slack: float = DEFAULT_SLACK,
@@ -376,7 +252,7 @@ class RedisRateLimiter:
                 "RedisRateLimiter needs the 'redis' extra: pip install 'convoso-async[redis]' "
                 f"({_missing_redis})"
             )
-        settings = _Settings.checked(
+        self._settings = check_settings(
             rate=rate,
             adaptive=adaptive,
             floor=floor,
@@ -389,20 +265,6 @@ class RedisRateLimiter:
             key=key,
             fallback=fallback,
         )
-        self.key = settings.key
-        self.adaptive = settings.adaptive
-        self.start = settings.rate
-        self.floor = settings.floor
-        self.ceiling = settings.ceiling
-        self.period = settings.period
-        self.burst = settings.burst
-        self.timeout = settings.timeout
-        self.fallback = settings.fallback
-        self.retry_interval = settings.retry_interval
-        self.slack = settings.slack
-
-        interval_us = max(1, math.ceil(self.period * (1 + self.slack) / self.start * 1e6))
-        self._fixed_args = (interval_us, self.burst - 1)
         # The shared rate and target as last seen: the seed if Redis lost them.
         self._seen = (self.start, 0.0)
         self._logged = self.start
@@ -479,24 +341,60 @@ class RedisRateLimiter:
         """
         return acl_rules(self._keys, cluster=self._cluster)
 
-    def _args(self, *extra: float) -> list[float | int | str]:
-        floor = self.floor or 0.0
-        ceiling = self.ceiling or 0.0
-        target = self._seen[1]
-        return [
-            1 if self.adaptive else 0,
-            f"{self._seen[0]!r}",
-            f"{target!r}",
-            f"{floor!r}",
-            f"{ceiling!r}",
-            f"{self.period * 1e6!r}",
-            ADAPTIVE_STATE_TTL * 1000,
-            RECOVERY_SECONDS,
-            HOLD_SECONDS,
-            PROBE_SECONDS,
-            SLOW_START_DOUBLING,
-            *(f"{value!r}" for value in extra),
-        ]
+    @property
+    def key(self) -> str:
+        """The Redis key of the shared state."""
+        return self._settings.key
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the rate is learned from the 429s (``rate="auto"`` or ``adaptive=True``)."""
+        return self._settings.adaptive
+
+    @property
+    def start(self) -> float:
+        """The configured rate; in adaptive mode, the rate it started from."""
+        return self._settings.start
+
+    @property
+    def floor(self) -> float | None:
+        """The slowest adaptive pace (None in fixed mode)."""
+        return self._settings.floor
+
+    @property
+    def ceiling(self) -> float | None:
+        """The fastest adaptive pace (None in fixed mode)."""
+        return self._settings.ceiling
+
+    @property
+    def period(self) -> float:
+        """The window of ``rate``, in seconds."""
+        return self._settings.period
+
+    @property
+    def burst(self) -> int:
+        """How many requests may go at once after an idle spell."""
+        return self._settings.burst
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one call to Redis may take."""
+        return self._settings.timeout
+
+    @property
+    def fallback(self) -> RateLimiter | None:
+        """The limiter that paces this process while Redis is unreachable."""
+        return self._settings.fallback
+
+    @property
+    def retry_interval(self) -> float:
+        """While the fallback paces, seconds between attempts to reach Redis."""
+        return self._settings.retry_interval
+
+    @property
+    def slack(self) -> float:
+        """How much longer than ``period`` each window is taken to be, as a fraction."""
+        return self._settings.slack
 
     async def acquire(self) -> None:
         """Wait for this process's next slot within the shared rate, then claim it.
@@ -516,34 +414,40 @@ class RedisRateLimiter:
                 # Redis failed while this call queued behind another: fail now
                 # rather than make each queued caller wait out its own timeout.
                 raise self._error(self._last_error)
-            else:
-                credit, self._credit_us = self._credit_us, 0.0
-                args = self._args(credit, *self._fixed_args)
-                deadline = time.monotonic() + self.timeout
-                try:
-                    with anyio.fail_after(self.timeout):
-                        reply = await binding.script(keys=self._keys, args=args)
-                except (RedisError, RedisClusterException, OSError) as exc:
-                    error = self._record_failure(await self._explain(exc, deadline))
-                    if self.fallback is None:
-                        raise error from exc
-                else:
-                    self._record_success()
-                    wait_us, reserved_us = int(reply[0]), int(reply[1])
-                    if self.adaptive:
-                        self._observe(float(reply[2]), float(reply[3]))
-                        interval_us = self.period * 1e6 / self._seen[0]
-                        credit = interval_us if wait_us > 0 else 0.0
-                        set_last_grant(Grant(self, reserved_us, credit))
-                    else:
-                        set_last_grant(Grant(self, reserved_us, 0.0))
-                    if wait_us > 0:
-                        # The slot is reserved at Redis; sleeping with the lock
-                        # held keeps this process at one reservation at a time.
-                        await anyio.sleep(wait_us / 1e6)
-                    return
+            elif await self._reserve(binding):
+                return
         assert self.fallback is not None  # every other path returned or raised
         await self.fallback.acquire()
+
+    async def _reserve(self, binding: _LoopBinding) -> bool:
+        """Reserve this process's next slot at Redis and wait for it; False if Redis failed.
+
+        Raises `RateLimiterUnavailableError` for a failure when there is no fallback.
+        """
+        credit, self._credit_us = self._credit_us, 0.0
+        args = acquire_args(self._settings, self._seen, credit)
+        deadline = time.monotonic() + self.timeout
+        try:
+            with anyio.fail_after(self.timeout):
+                reply = AcquireReply.parse(await binding.script(keys=self._keys, args=args))
+        except (RedisError, RedisClusterException, OSError) as exc:
+            error = self._record_failure(await self._explain(exc, deadline))
+            if self.fallback is None:
+                raise error from exc
+            return False
+        self._record_success()
+        if self.adaptive:
+            self._observe(reply.rate, reply.target)
+            interval_us = self.period * 1e6 / self._seen[0]
+            credit = interval_us if reply.wait_us > 0 else 0.0
+            set_last_grant(Grant(self, reply.reserved_us, credit))
+        else:
+            set_last_grant(Grant(self, reply.reserved_us, 0.0))
+        if reply.wait_us > 0:
+            # The slot is reserved at Redis; sleeping with the lock
+            # held keeps this process at one reservation at a time.
+            await anyio.sleep(reply.wait_us / 1e6)
+        return True
 
     async def on_throttle(self, retry_after: float | None) -> None:
         """A request was answered 429: pause every process on the key, and lower the rate.
@@ -563,33 +467,32 @@ class RedisRateLimiter:
             return
         reserved = grant.at if grant is not None and grant.owner is self else -1
         retry_us = -1.0 if retry_after is None else max(0.0, retry_after) * 1e6
-        args = self._args(retry_us, reserved, ADAPTIVE_DECREASE, ADAPTIVE_TARGET, DEEPEST_DROP)
+        args = throttle_args(self._settings, self._seen, retry_us, reserved)
         deadline = time.monotonic() + self.timeout
         try:
             binding = await self._bound()
             with anyio.fail_after(self.timeout):
-                reply = await binding.throttle(keys=self._keys, args=args)
+                reply = ThrottleReply.parse(await binding.throttle(keys=self._keys, args=args))
         except (RedisError, RedisClusterException, OSError, ConfigurationError) as exc:
             self._log_unshared(retry_after, (await self._explain(exc, deadline)).what)
             if fallback is not None:
                 await fallback.on_throttle(retry_after)
             return
         self._unshared_logged = False
-        if self.adaptive and int(reply[3]):
-            before, after = float(reply[1]), float(reply[2])
-            self._seen = (after, float(reply[4]))
-            self._logged = after
+        if self.adaptive and reply.lowered:
+            self._seen = (reply.after, reply.target)
+            self._logged = reply.after
             logger.info(
                 "rate limited (429): shared adaptive rate on key %r lowered from %.4g to %.4g "
                 "requests per %gs",
                 self.key,
-                before,
-                after,
+                reply.before,
+                reply.after,
                 self.period,
                 extra={
                     "key": self.key,
-                    "rate_before": before,
-                    "rate": after,
+                    "rate_before": reply.before,
+                    "rate": reply.after,
                     "period": self.period,
                 },
             )
@@ -627,8 +530,8 @@ class RedisRateLimiter:
             self._client = self._connect()
             return
         await self._client.aclose()
-        if binding is not None and binding.guard is not None:
-            await binding.guard.aclose()
+        if binding is not None and binding.closer is not None:
+            await binding.closer.aclose()
 
     async def __aenter__(self) -> RedisRateLimiter:
         return self
@@ -647,15 +550,15 @@ class RedisRateLimiter:
             return connect(self._url, timeout=self.timeout)
         except ValueError as exc:
             raise ConfigurationError(
-                f"invalid Redis URL {self._server!r}: {self._scrub(str(exc))}"
+                f"invalid Redis URL {self._server!r}: {hide_secrets(str(exc), self._secrets)}"
             ) from None
 
     async def _bound(self) -> _LoopBinding:
         """This loop's binding; the first time in a loop, arrange for the loop to close it."""
         binding = self._bind()
-        if binding.guard is None and self._url is not None:
-            binding.guard = _close_with_the_loop(self._client)
-            await binding.guard.asend(None)
+        if binding.closer is None and self._url is not None:
+            binding.closer = _close_with_the_loop(self._client)
+            await binding.closer.asend(None)
         return binding
 
     def _bind(self) -> _LoopBinding:
@@ -677,8 +580,8 @@ class RedisRateLimiter:
             binding = self._binding = _LoopBinding(
                 loop,
                 asyncio.Lock(),
-                _register(self._client, _ACQUIRE_SCRIPT),
-                _register(self._client, _THROTTLE_SCRIPT),
+                _register(self._client, ACQUIRE_SCRIPT),
+                _register(self._client, THROTTLE_SCRIPT),
             )
         return binding
 
@@ -762,11 +665,6 @@ class RedisRateLimiter:
         # A fresh instance per raise: one shared instance would pile up tracebacks.
         return RateLimiterUnavailableError(message, key=self.key, server=self._server)
 
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
 
 def _register(client: AsyncRedis, script: str) -> AsyncScript:
     """``client.register_script(script)``, for either client.
@@ -784,82 +682,3 @@ def _running_library() -> str:
         return sniffio.current_async_library()
     except Exception:  # sniffio is optional, and finds nothing outside any loop
         return "a non-asyncio event loop (or none)"
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """A `RedisRateLimiter`'s options, each checked as the client checks its own."""
-
-    rate: float
-    adaptive: bool
-    floor: float | None
-    ceiling: float | None
-    period: float
-    burst: int
-    timeout: float
-    retry_interval: float
-    slack: float
-    key: str
-    fallback: RateLimiter | None
-
-    @classmethod
-    def checked(
-        cls,
-        *,
-        rate: object,
-        adaptive: object,
-        floor: object,
-        ceiling: object,
-        period: object,
-        burst: object,
-        timeout: object,
-        retry_interval: object,
-        slack: object,
-        key: object,
-        fallback: object,
-    ) -> _Settings:
-        if rate == "auto":
-            adaptive, rate = True, AUTO_RATE_START
-        if not isinstance(adaptive, bool):
-            raise ConfigurationError(
-                f"adaptive must be True or False, not {type(adaptive).__name__}"
-            )
-        start = check_number("rate", rate, maximum=MAX_RATE, unit="requests")
-        low = high = None
-        if adaptive:
-            if burst != 1:
-                raise ConfigurationError("an adaptive limiter never bursts: leave burst at 1")
-            start, low, high = check_rate_bounds(
-                start,
-                min(AUTO_RATE_FLOOR, start) if floor is None else floor,
-                max(AUTO_RATE_CEILING, start) if ceiling is None else ceiling,
-            )
-        elif floor is not None or ceiling is not None:
-            raise ConfigurationError(
-                "floor and ceiling apply to an adaptive limiter: pass adaptive=True"
-            )
-        if not isinstance(key, str) or not key:
-            raise ConfigurationError(f"key must be a non-empty string, not {key!r}")
-        if fallback is not None and not isinstance(fallback, RateLimiter):
-            raise ConfigurationError(
-                "fallback must be a rate limiter with an async acquire() method, "
-                f"not {type(fallback).__name__}"
-            )
-        fraction = check_number("slack", slack, above=False, unit="fractions of the period")
-        if fraction >= 1:
-            raise ConfigurationError(
-                f"slack must be a fraction of the period below 1, not {slack!r}"
-            )
-        return cls(
-            rate=start,
-            adaptive=adaptive,
-            floor=low,
-            ceiling=high,
-            period=check_number("period", period, maximum=MAX_PERIOD),
-            burst=check_count("burst", burst, minimum=1, maximum=MAX_REQUEST_COUNT),
-            timeout=check_number("timeout", timeout),
-            retry_interval=check_number("retry_interval", retry_interval, above=False),
-            slack=fraction,
-            key=key,
-            fallback=fallback,
-        )
