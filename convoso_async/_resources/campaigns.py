@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from convoso_async import _telemetry as telemetry
 from convoso_async._bulk import changes
 from convoso_async._bulk.changes import BatchProgress, BatchResult, StatusOutcome
+from convoso_async._bulk.ledger import Sent
 from convoso_async._checks import check_callback, check_concurrency, check_flag, check_number
 from convoso_async._errors import ResponseDecodeError, UnexpectedResponseError
 from convoso_async._http.pipeline import AttemptCounter
@@ -224,7 +225,7 @@ class Campaigns:
         return await changes.apply(
             checked,
             operation=operation,
-            send=self._send,
+            send=self._change,
             search=self.search,
             max_concurrency=limit,
             on_progress=on_progress,
@@ -262,7 +263,7 @@ class Campaigns:
             changes.stream(
                 dict.fromkeys(ids, wanted),
                 operation="campaigns.iter_set_status",
-                send=self._send,
+                send=self._change,
                 max_concurrency=limit,
             )
         ) as outcomes:
@@ -274,6 +275,15 @@ class Campaigns:
         return check_concurrency(
             self._client.max_concurrency if max_concurrency is None else max_concurrency
         )
+
+    async def _change(self, campaign_id: str, active: bool) -> Sent:
+        """One change of a bulk call: what came back, and the attempts it took."""
+        counter = AttemptCounter()
+        try:
+            await self._send(campaign_id, active, counter)
+        except Exception as error:
+            return Sent(error=error, attempts=counter.attempts)
+        return Sent(attempts=counter.attempts)
 
     async def _send(self, campaign_id: str, active: bool, counter: AttemptCounter | None) -> None:
         with telemetry.api_call("campaigns.status", campaign_id, active):
