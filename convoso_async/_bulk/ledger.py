@@ -141,6 +141,8 @@ class Ledger(Generic[K]):
         self._noun = noun
         self._key_field = key_field
         self.entries: dict[K, Entry[K]] = {}
+        # Kept by `record` alone, as it records: progress reads it after every row.
+        self._counts: dict[Bucket, int] = dict.fromkeys(BUCKETS, 0)
         self._in_flight: dict[K, None] = {}  # started, not recorded: in start order
         self.fatal: Exception | None = None
         self._stopped: Exception | None = None
@@ -152,6 +154,7 @@ class Ledger(Generic[K]):
         if entry.key in self.entries:
             raise RuntimeError(f"row {entry.key!r} is accounted for twice")
         self.entries[entry.key] = entry
+        self._counts[entry.bucket] += 1
         self._in_flight.pop(entry.key, None)
         if self._audit is not None:
             self._audit(entry)
@@ -204,11 +207,7 @@ class Ledger(Generic[K]):
 
     def counts(self, buckets: Iterable[Bucket] = BUCKETS) -> dict[str, int]:
         """How many rows each of ``buckets`` holds."""
-        counts: dict[str, int] = dict.fromkeys(buckets, 0)
-        for entry in self.entries.values():
-            if entry.bucket in counts:
-                counts[entry.bucket] += 1
-        return counts
+        return {bucket: self._counts[bucket] for bucket in buckets}
 
     @property
     def attempts(self) -> int:
