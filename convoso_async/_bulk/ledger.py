@@ -216,7 +216,11 @@ class Ledger(Generic[K]):
 
     @property
     def retries(self) -> int:
-        """Attempts beyond the first of every row that was sent."""
+        """Attempts beyond the first: `attempts`, less one for every row sent.
+
+        As `BatchResult.retries` always counted: a row in flight when the work
+        stopped counts as sent, its attempts not (they are not known).
+        """
         sent = sum(1 for entry in self.entries.values() if entry.attempts > 0)
         return max(0, self.attempts - sent)
 
