@@ -14,7 +14,7 @@ import copy
 import os
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 import httpx2
@@ -31,8 +31,9 @@ from ._defaults import (
     ENV_BASE_URL,
 )
 from ._errors import ConfigurationError
+from ._http.endpoint import Endpoint, Reply, as_is
 from ._http.families import family_of
-from ._http.pipeline import AttemptCounter, Pipeline
+from ._http.pipeline import Pipeline
 from ._http.pool import Pool, Transport
 from ._log import configure_from_env
 from ._options import Options, OptionsView
@@ -43,6 +44,8 @@ from ._resources.campaigns import Campaigns
 from ._resources.endpoints import FieldValue, check_path, form_fields
 
 __all__ = ["AsyncConvoso"]
+
+T = TypeVar("T")
 
 
 class NotGiven:
@@ -226,28 +229,26 @@ class AsyncConvoso(OptionsView):
         """
         target = check_path(path, self.base_url)
         form = form_fields(fields)
-        repeatable = check_flag("idempotent", idempotent)
+        endpoint = Endpoint(target, idempotent=check_flag("idempotent", idempotent), decode=as_is)
         with telemetry.api_call("convoso.post", endpoint=target):
-            return await self._post(target, form, idempotent=repeatable)
+            return (await self._call(endpoint, form)).unwrap()
 
-    async def _post(
-        self,
-        path: str,
-        fields: dict[str, str],
-        *,
-        campaign_id: str | None = None,
-        counter: AttemptCounter | None = None,
-        idempotent: bool = True,
-    ) -> dict[str, Any]:
+    async def _call(self, endpoint: Endpoint[T], fields: dict[str, str]) -> Reply[T]:
+        """One call of ``endpoint`` through the pipeline: the port every resource sends by.
+
+        The retry policy is the endpoint's (an endpoint that is not idempotent is
+        retried only when the request cannot have been processed). A failure
+        comes back as the reply's ``error``, with the attempts it took.
+        """
         return await self._pipeline.post(
             self._pool,
-            path,
+            endpoint,
             fields,
             time_limit=self._options.timeout,
             max_bytes=self._options.max_response_bytes,
-            policy=self._options.retry_policy if idempotent else self._options.careful_policy,
-            campaign_id=campaign_id,
-            counter=counter,
+            policy=self._options.retry_policy
+            if endpoint.idempotent
+            else self._options.careful_policy,
         )
 
     async def aclose(self) -> None:

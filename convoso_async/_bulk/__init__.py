@@ -1,1 +1,2 @@
-"""The bulk engine: a bounded executor over keys, and the accounting of status changes."""
+"""The bulk engine: a bounded executor over keys, the ledger that accounts for every row, and
+the campaign status changes built on them."""

@@ -1,41 +1,35 @@
-"""Bulk status changes: the plan, the accounting, and the audit trail.
+"""Bulk status changes: the plan, the results, and the audit trail.
 
 `apply` turns ``{campaign_id: wanted_active}`` into requests through the bulk
-executor and accounts for every id in exactly one of ``succeeded``, ``failed``,
-``skipped``, ``not_sent`` or ``unknown``, whatever stops it: a batch-fatal
-answer, the circuit breaker, a deadline, a cancellation. Each final outcome is
-one line on the ``convoso_async.audit`` logger. The campaigns resource calls
-this; it does not know HTTP.
+ledger (`._bulk.ledger`, which accounts for every id in exactly one of
+``succeeded``, ``failed``, ``skipped``, ``not_sent`` or ``unknown``, whatever
+stops it: a batch-fatal answer, the circuit breaker, a deadline, a
+cancellation). This module adds what is about campaigns: the pre-flight search
+of ``skip_unchanged`` and ``dry_run``, `BatchResult` and `StatusOutcome`, and
+one line per final outcome on the ``convoso_async.audit`` logger. The
+campaigns resource calls this; it does not know HTTP.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
-import anyio
 import attrs
 
 from convoso_async import _telemetry as telemetry
-from convoso_async._errors import (
-    AuthenticationError,
-    BatchError,
-    CampaignNotFoundError,
-    NotSentError,
-    PermissionDeniedError,
-)
-from convoso_async._http.pipeline import AttemptCounter
+from convoso_async._errors import BatchError, CampaignNotFoundError, NotSentError
 from convoso_async._log import audit_logger, logger
 from convoso_async._models import Campaign
 
-from . import executor as bulk
+from .ledger import BATCH_FATAL, BatchProgress, Bucket, Entry, Ledger, Sent, StopReason, within
 
 __all__ = [
+    "BATCH_FATAL",
     "BatchProgress",
     "BatchResult",
     "StatusOutcome",
@@ -46,7 +40,8 @@ __all__ = [
     "stream",
 ]
 
-SendStatus = Callable[[str, bool, AttemptCounter], Awaitable[None]]
+#: Sends one status change: what came back, with the attempts it took.
+SendStatus = Callable[[str, bool], Awaitable[Sent]]
 Search = Callable[[], Awaitable[list[Campaign]]]
 
 
@@ -87,36 +82,8 @@ class StatusOutcome:
         return self.attempts > 0
 
 
-@attrs.frozen
-class BatchProgress:
-    """Counts passed to ``on_progress`` as a bulk change advances.
-
-    ``done`` counts every id with a final place: succeeded, failed, skipped
-    or not sent.
-    """
-
-    done: int
-    total: int
-    succeeded: int
-    failed: int
-    skipped: int
-    not_sent: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts: done, total, succeeded, failed, skipped, not_sent."""
-        return attrs.asdict(self)
-
-
-def _frozen_ids(ids: Iterable[str]) -> frozenset[str]:
-    return frozenset(ids)
-
-
 def _frozen_errors(errors: Mapping[str, Exception]) -> Mapping[str, Exception]:
     return MappingProxyType(dict(errors))
-
-
-#: Answers to a status change that every other id of the batch would get too.
-BATCH_FATAL: tuple[type[Exception], ...] = (AuthenticationError, PermissionDeniedError)
 
 
 @attrs.frozen
@@ -157,10 +124,8 @@ class BatchResult:
     not_sent: Mapping[str, Exception] = attrs.field(factory=dict, converter=_frozen_errors)
     unknown: tuple[str, ...] = ()
     stopped_by: Exception | None = None
-    #: Failed ids that were never sent (unknown to the pre-flight search).
-    _failed_unsent: frozenset[str] = attrs.field(
-        factory=frozenset, converter=_frozen_ids, repr=False, alias="failed_unsent"
-    )
+    #: HTTP attempts beyond the first, as the ledger that made this result counted them.
+    _retries: int = attrs.field(default=0, repr=False, alias="retries")
 
     @property
     def ok(self) -> bool:
@@ -170,9 +135,7 @@ class BatchResult:
     @property
     def retries(self) -> int:
         """HTTP attempts beyond the first, over the whole batch."""
-        sent = len(self.succeeded) + len(self.failed) - len(self._failed_unsent)
-        sent += len(self.unknown)
-        return max(0, self.attempts - sent)
+        return self._retries
 
     def raise_for_failures(self) -> None:
         """Raise one `BatchError` carrying every id that did not succeed, if any.
@@ -253,10 +216,6 @@ def error_to_dict(error: BaseException) -> dict[str, str]:
     return {"error": type(error).__name__, "message": str(error)}
 
 
-class _Halted(Exception):
-    """Raised instead of sending once the batch met a batch-fatal answer."""
-
-
 def _audit(campaign_id: str, active: bool, outcome: str, attempts: int, **detail: str) -> None:
     """One campaign's final outcome, on the audit logger: each ``key=value`` also a field."""
     if not audit_logger.isEnabledFor(logging.INFO):
@@ -280,229 +239,141 @@ def _audit(campaign_id: str, active: bool, outcome: str, attempts: int, **detail
     )
 
 
-class _Sender:
-    """Sends each change with its own attempt counter, and settles each outcome.
+def _ledger(
+    targets: Mapping[str, bool], on_progress: Callable[[BatchProgress], None] | None = None
+) -> Ledger[str]:
+    """The ledger of a bulk change of ``targets``: each entry audited as a campaign's."""
 
-    Settling turns the executor's outcome into a `StatusOutcome` with its
-    attempt count and writes its one audit line. After a batch-fatal answer
-    (a rejected token, a missing permission) nothing more is sent: the ids
-    not yet sent settle at once with that same error and no attempt.
-    """
+    def audit(entry: Entry[str]) -> None:
+        detail: dict[str, str] = {}
+        if entry.reason is not None and entry.bucket == "not_sent":
+            detail["reason"] = entry.reason
+        elif entry.error is not None and entry.bucket != "unknown":
+            detail["error"] = type(entry.error).__name__
+        _audit(entry.key, targets[entry.key], entry.bucket, entry.attempts, **detail)
 
-    def __init__(
-        self,
-        targets: Mapping[str, bool],
-        send: SendStatus,
-        observed: telemetry.BulkCall = telemetry.NOT_OBSERVED,
-    ) -> None:
-        self._targets = targets
-        self._send = send
-        self._observed = observed
-        #: Outcomes settled so far, by bucket (a stream's span reports them at its end).
-        self.counts: dict[str, int] = dict.fromkeys(_STREAM_BUCKETS, 0)
-        self._counters: dict[str, AttemptCounter] = {}
-        # Answers received but not yet settled (a stream's consumer is behind).
-        self._finished: dict[str, Exception | None] = {}
-        self.fatal: Exception | None = None
-        self.first_unsent: Exception | None = None
+    def unsent_error(campaign_id: str, why: str, reason: StopReason) -> Exception:
+        return NotSentError(why, reason=reason, campaign_id=campaign_id)
 
-    async def change(self, campaign_id: str) -> None:
-        counter = self._counters[campaign_id] = AttemptCounter()
-        if self.fatal is not None:
-            raise _Halted
-        try:
-            with self._observed.current():
-                await self._send(campaign_id, self._targets[campaign_id], counter)
-        except Exception as error:
-            self._finished[campaign_id] = error
-            if self.fatal is None and isinstance(error, BATCH_FATAL):
-                # Stop here, in the worker, not when the outcome is consumed: a
-                # stream's consumer may be slow, and nothing may go meanwhile.
-                self.fatal = error
-                logger.error(
-                    "stopping the batch: %s; the campaigns not yet sent will not be sent",
-                    error,
-                    extra={"campaign_id": campaign_id, "error": type(error).__name__},
-                )
-            raise
-        self._finished[campaign_id] = None
+    return Ledger(
+        targets,
+        audit=audit,
+        on_progress=on_progress,
+        unsent_error=unsent_error,
+        noun="campaigns",
+        key_field="campaign_id",
+    )
 
-    def settle(self, outcome: bulk.Outcome[str, None]) -> StatusOutcome:
-        campaign_id, error = outcome.key, outcome.error
-        active = self._targets[campaign_id]
-        tries = self._counters.pop(campaign_id).attempts
-        self._finished.pop(campaign_id, None)
-        if isinstance(error, _Halted):
-            error = self.fatal
-        if error is None:
-            bucket = "succeeded"
-            _audit(campaign_id, active, bucket, tries)
-        elif tries == 0:
-            bucket = "not_sent"
-            _audit(campaign_id, active, bucket, 0, error=type(error).__name__)
-            if self.first_unsent is None:
-                self.first_unsent = error
+
+def _operation(
+    targets: Mapping[str, bool],
+    send: SendStatus,
+    observed: telemetry.BulkCall = telemetry.NOT_OBSERVED,
+) -> Callable[[str], Awaitable[Sent]]:
+    """Each id's change, sent with the bulk call's span current (a stream's workers need it)."""
+
+    async def change(campaign_id: str) -> Sent:
+        with observed.current():
+            return await send(campaign_id, targets[campaign_id])
+
+    return change
+
+
+def _preflight(
+    ledger: Ledger[str],
+    targets: Mapping[str, bool],
+    current: Mapping[str, bool],
+    *,
+    skip_unchanged: bool,
+) -> list[str]:
+    """Sort the targets by what the search found (``current``); return the ids still to send."""
+    to_send = []
+    for campaign_id, active in targets.items():
+        if campaign_id not in current:
+            error = CampaignNotFoundError(
+                "not among the account's campaigns (checked by search before sending)",
+                campaign_id=campaign_id,
+            )
+            ledger.record(Entry(campaign_id, "failed", error))
+        elif skip_unchanged and current[campaign_id] == active:
+            ledger.record(Entry(campaign_id, "skipped"))
         else:
-            bucket = "failed"
-            _audit(campaign_id, active, bucket, tries, error=type(error).__name__)
-        self.counts[bucket] += 1
-        return StatusOutcome(campaign_id, active, error, tries)
-
-    def answered(self) -> list[bulk.Outcome[str, None]]:
-        """Outcomes whose answer came but that were not settled yet (a consumer fell behind)."""
-        return [
-            bulk.Outcome(campaign_id, error=self._finished[campaign_id])
-            for campaign_id in self._counters
-            if campaign_id in self._finished
-        ]
-
-    def stop(
-        self, not_started: Iterable[str], reason: str
-    ) -> tuple[list[str], dict[str, Exception]]:
-        """The work stopped: in-flight ids are unknown, the others not sent. Audits each.
-
-        Settle the `answered` outcomes first, or they count as unknown.
-        """
-        unknown: list[str] = []
-        unsent: dict[str, Exception] = {}
-        why = (
-            "the batch's deadline passed before it was sent"
-            if reason == "deadline"
-            else "the batch was interrupted before it was sent"
-        )
-        for campaign_id, counter in self._counters.items():
-            if counter.attempts > 0:
-                unknown.append(campaign_id)
-                _audit(campaign_id, self._targets[campaign_id], "unknown", counter.attempts)
-            else:
-                unsent[campaign_id] = NotSentError(why, reason=reason, campaign_id=campaign_id)
-        self._counters.clear()
-        in_flight = set(unknown)
-        for campaign_id in not_started:
-            if campaign_id not in unsent and campaign_id not in in_flight:
-                unsent[campaign_id] = NotSentError(why, reason=reason, campaign_id=campaign_id)
-        for campaign_id in unsent:
-            _audit(campaign_id, self._targets[campaign_id], "not_sent", 0, reason=reason)
-        self.counts["unknown"] += len(unknown)
-        self.counts["not_sent"] += len(unsent)
-        return unknown, unsent
-
-    def stopped_by(self) -> Exception | None:
-        """What stopped the batch early by itself: a batch-fatal answer, an open breaker."""
-        return self.fatal or self.first_unsent
+            to_send.append(campaign_id)
+    if ledger.entries:
+        ledger.progress()
+    return to_send
 
 
-class _Tally:
-    """The buckets of one bulk change as its outcomes arrive, and the result they make."""
+def _result(
+    ledger: Ledger[str],
+    targets: Mapping[str, bool],
+    current: Mapping[str, bool],
+    started: float,
+    *,
+    planned: tuple[str, ...] | None = None,
+) -> BatchResult:
+    """The `BatchResult` the ledger's records make; with ``planned``, a dry run's."""
+    return BatchResult(
+        targets=dict(targets),
+        succeeded=tuple(entry.key for entry in ledger.bucket("succeeded")),
+        failed={entry.key: _error(entry) for entry in ledger.bucket("failed")},
+        skipped=tuple(entry.key for entry in ledger.bucket("skipped")),
+        dry_run=planned is not None,
+        planned=planned or (),
+        current=current,
+        attempts=ledger.attempts,
+        elapsed=time.monotonic() - started,
+        not_sent={entry.key: _error(entry) for entry in ledger.bucket("not_sent")},
+        unknown=tuple(entry.key for entry in ledger.bucket("unknown")),
+        stopped_by=None if planned is not None else ledger.stopped_by,
+        retries=ledger.retries,
+    )
+
+
+def _error(entry: Entry[str]) -> Exception:
+    assert entry.error is not None  # failed and not-sent entries carry their error
+    return entry.error
+
+
+class _Change:
+    """One `apply` call: its ledger, and what the pre-flight search found."""
 
     def __init__(
-        self,
-        targets: Mapping[str, bool],
-        sender: _Sender,
-        on_progress: Callable[[BatchProgress], None] | None,
+        self, targets: Mapping[str, bool], on_progress: Callable[[BatchProgress], None] | None
     ) -> None:
         self.targets = targets
-        self.sender = sender
-        self._on_progress = on_progress
-        self._started = time.monotonic()
-        self.succeeded: list[str] = []
-        self.failed: dict[str, Exception] = {}
-        self.failed_unsent: set[str] = set()
-        self.not_sent: dict[str, Exception] = {}
-        self.skipped: list[str] = []
-        self.settled: set[str] = set()
+        self.ledger = _ledger(targets, on_progress)
         self.current: dict[str, bool] = {}
-        self.attempts = 0
+        self.planned: tuple[str, ...] | None = None
+        self._started = time.monotonic()
 
-    def progress(self) -> None:
-        if self._on_progress is None:
-            return
-        done = len(self.succeeded) + len(self.failed) + len(self.skipped) + len(self.not_sent)
-        counts = (len(self.succeeded), len(self.failed), len(self.skipped), len(self.not_sent))
-        try:
-            self._on_progress(BatchProgress(done, len(self.targets), *counts))
-        except Exception:
-            # A broken progress display must not abort the batch and lose the
-            # accounting of campaigns already changed: report it once, go on.
-            logger.exception(
-                "on_progress raised; progress reports are off for this batch",
-                extra={"callback": "on_progress"},
+    def result(self) -> BatchResult:
+        return _result(self.ledger, self.targets, self.current, self._started, planned=self.planned)
+
+    async def run(
+        self,
+        send: SendStatus,
+        search: Search,
+        *,
+        max_concurrency: int,
+        skip_unchanged: bool,
+        dry_run: bool,
+        observed: telemetry.BulkCall,
+    ) -> None:
+        """The pre-flight search (if one is asked for), then the changes; a dry run plans."""
+        to_send = list(self.targets)
+        if skip_unchanged or dry_run:
+            self.current = {campaign.id: campaign.is_active for campaign in await search()}
+            to_send = _preflight(
+                self.ledger, self.targets, self.current, skip_unchanged=skip_unchanged
             )
-            self._on_progress = None
-
-    def record(self, outcome: bulk.Outcome[str, None]) -> None:
-        """One change finished: settle it (its audit line) and put it in its bucket."""
-        result = self.sender.settle(outcome)
-        self.attempts += result.attempts
-        self.settled.add(result.campaign_id)
-        if result.error is None:
-            self.succeeded.append(result.campaign_id)
-        elif not result.sent:
-            self.not_sent[result.campaign_id] = result.error
-        else:
-            self.failed[result.campaign_id] = result.error
-        self.progress()
-
-    def preflight(self, found: Iterable[Campaign], *, skip_unchanged: bool) -> list[str]:
-        """Sort the targets by what the search found; return the ids still to send."""
-        self.current = {campaign.id: campaign.is_active for campaign in found}
-        to_send = []
-        for campaign_id, active in self.targets.items():
-            if campaign_id not in self.current:
-                self.failed[campaign_id] = CampaignNotFoundError(
-                    "not among the account's campaigns (checked by search before sending)",
-                    campaign_id=campaign_id,
-                )
-                self.failed_unsent.add(campaign_id)
-                _audit(campaign_id, active, "failed", 0, error="CampaignNotFoundError")
-            elif skip_unchanged and self.current[campaign_id] == active:
-                self.skipped.append(campaign_id)
-                _audit(campaign_id, active, "skipped", 0)
-            else:
-                to_send.append(campaign_id)
-        self.settled.update(self.failed, self.skipped)
-        if self.failed or self.skipped:
-            self.progress()
-        return to_send
-
-    def plan(self, to_send: list[str]) -> BatchResult:
-        """The result of a dry run: what a real one would send."""
-        for campaign_id in to_send:
-            _audit(campaign_id, self.targets[campaign_id], "planned", 0)
-        return BatchResult(
-            targets=dict(self.targets),
-            failed=self.failed,
-            skipped=tuple(self.skipped),
-            dry_run=True,
-            planned=tuple(to_send),
-            current=self.current,
-            elapsed=time.monotonic() - self._started,
-            failed_unsent=self.failed_unsent,
-        )
-
-    def result(self, stopped: Literal["deadline", "interrupted"] | None = None) -> BatchResult:
-        """The result so far; when the work was ``stopped``, the rest is unknown or not sent."""
-        unknown: list[str] = []
-        unsent: dict[str, Exception] = {}
-        if stopped is not None:
-            unsettled = (i for i in self.targets if i not in self.settled)
-            unknown, unsent = self.sender.stop(unsettled, stopped)
-            self.not_sent.update(unsent)
-        sender = self.sender
-        stopped_by = sender.fatal or next(iter(unsent.values()), None) or sender.first_unsent
-        return BatchResult(
-            targets=dict(self.targets),
-            succeeded=tuple(self.succeeded),
-            failed=self.failed,
-            skipped=tuple(self.skipped),
-            current=self.current,
-            attempts=self.attempts,
-            elapsed=time.monotonic() - self._started,
-            not_sent=self.not_sent,
-            unknown=tuple(unknown),
-            stopped_by=stopped_by,
-            failed_unsent=self.failed_unsent,
-        )
+        if dry_run:
+            for campaign_id in to_send:
+                _audit(campaign_id, self.targets[campaign_id], "planned", 0)
+            self.planned = tuple(to_send)
+            return
+        operation = _operation(self.targets, send, observed)
+        await self.ledger.run(operation, to_send, max_concurrency=max_concurrency)
 
 
 async def apply(
@@ -536,62 +407,37 @@ async def apply(
     if deadline is not None:
         options["convoso.bulk.deadline"] = deadline
     with telemetry.bulk_call(operation, options) as observed:
-        tally = _Tally(targets, _Sender(targets, send, observed), on_progress)
-        try:
-            result = await _run(
-                tally,
-                search=search,
+        change = _Change(targets, on_progress)
+
+        async def work() -> None:
+            await change.run(
+                send,
+                search,
                 max_concurrency=max_concurrency,
                 skip_unchanged=skip_unchanged,
                 dry_run=dry_run,
-                deadline=deadline,
+                observed=observed,
             )
+
+        try:
+            if not await within(deadline, work):
+                change.ledger.stop("deadline")
         except BaseException as exc:
             if isinstance(exc, Exception):
                 raise  # a failure of the batch itself (the pre-flight search, say)
             # Cancelled, interrupted: account for every id, then let it go on.
-            result = tally.result(stopped="interrupted")
+            change.ledger.stop("interrupted")
+            result = change.result()
             _tell(on_interrupt, result)
             observed.finish(result_counts(result), error=exc)
             raise
+        result = change.result()
         report(observed, result)
         return result
 
 
-async def _run(
-    tally: _Tally,
-    *,
-    search: Search,
-    max_concurrency: int,
-    skip_unchanged: bool,
-    dry_run: bool,
-    deadline: float | None,
-) -> BatchResult:
-    """`apply`'s work: the pre-flight search, then the changes, within the deadline."""
-    with anyio.move_on_after(math.inf if deadline is None else deadline) as scope:
-        to_send = list(tally.targets)
-        if skip_unchanged or dry_run:
-            to_send = tally.preflight(await search(), skip_unchanged=skip_unchanged)
-        if dry_run:
-            return tally.plan(to_send)
-        await bulk.run_all(
-            to_send,
-            tally.sender.change,
-            max_concurrency=max_concurrency,
-            on_outcome=tally.record,
-        )
-    if scope.cancelled_caught:
-        logger.warning(
-            "the batch's deadline of %gs passed: stopping it",
-            deadline,
-            extra={"deadline": deadline},
-        )
-        return tally.result(stopped="deadline")
-    return tally.result()
-
-
 #: The buckets of a stream of outcomes (a stream skips nothing).
-_STREAM_BUCKETS = ("succeeded", "failed", "not_sent", "unknown")
+_STREAM_BUCKETS: tuple[Bucket, ...] = ("succeeded", "failed", "not_sent", "unknown")
 
 
 def report(observed: telemetry.BulkCall, result: BatchResult) -> None:
@@ -634,7 +480,7 @@ async def stream(
 ) -> AsyncGenerator[StatusOutcome, None]:
     """Send every change of ``targets``, yielding a `StatusOutcome` as each completes.
 
-    At the consumer's pace (see `bulk.stream`). Closed or cancelled early,
+    At the consumer's pace (see `executor.stream`). Closed or cancelled early,
     the ids in flight get an ``outcome=unknown`` audit line. ``operation``
     names the public call (its span, when OpenTelemetry traces; a generator
     cannot hold it current across its yields, so each worker enters it).
@@ -643,31 +489,29 @@ async def stream(
         operation,
         {"convoso.bulk.total": len(targets), "convoso.bulk.max_concurrency": max_concurrency},
     )
-    sender = _Sender(targets, send, observed)
+    ledger = _ledger(targets)
+    entries = ledger.stream(_operation(targets, send, observed), max_concurrency=max_concurrency)
     ended: BaseException | None = None
     try:
         # `async for` alone would not close the inner generator when we are
         # closed early; aclosing does, in this task, which cancels its work.
-        async with contextlib.aclosing(
-            bulk.stream(targets, sender.change, max_concurrency=max_concurrency)
-        ) as outcomes:
-            async for outcome in outcomes:
-                yield sender.settle(outcome)
+        async with contextlib.aclosing(entries) as outcomes:
+            async for entry in outcomes:
+                yield StatusOutcome(entry.key, targets[entry.key], entry.error, entry.attempts)
     except BaseException as exc:
         ended = exc
         raise
     finally:
-        # Answers the consumer never took still get their true audit line.
-        for outcome in sender.answered():
-            sender.settle(outcome)
-        sender.stop((), "interrupted")
+        # The ledger recorded each answer as it came (taken by the consumer or
+        # not), and the ids in flight as unknown when its stream closed.
+        counts = ledger.counts(_STREAM_BUCKETS)
         if isinstance(ended, GeneratorExit):
             # The consumer left early (a `break` in `aclosing`): its choice, not a failure.
-            observed.finish(sender.counts, extra={"convoso.bulk.stopped_by": "closed"})
+            observed.finish(counts, extra={"convoso.bulk.stopped_by": "closed"})
         elif ended is not None:
-            observed.finish(sender.counts, error=ended)
+            observed.finish(counts, error=ended)
         else:
-            observed.finish(sender.counts, stopped_by=_name(sender.stopped_by()))
+            observed.finish(counts, stopped_by=_name(ledger.stopped_by))
 
 
 # Public names report the package, where users import them from (as httpx's do).

@@ -4,7 +4,7 @@ One call of `Pipeline.post` is: for each attempt, wait out any client-wide
 pause, take a slot from the rate limiter, send a form-encoded POST with
 ``auth_token`` in the body, decode Convoso's envelope, and map failures onto
 the error tree; the retry policy decides whether to go again. Resources above
-it only name a path and its fields.
+it only declare an `Endpoint` and give its fields; a call comes back as a `Reply`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from convoso_async import _telemetry as telemetry
@@ -47,9 +47,12 @@ from convoso_async._redaction import (
 )
 
 from .answer import SendError
+from .endpoint import Endpoint, Reply
 from .pool import Pool
 
-__all__ = ["AttemptCounter", "Pipeline", "decode_answer"]
+__all__ = ["Pipeline", "decode_answer"]
+
+T = TypeVar("T")
 
 # Convoso's error codes, then the wordings of its answers that come without a
 # known code. Anything else stays a plain APIError. 401 and 403 arrive as body
@@ -91,15 +94,6 @@ _MESSAGE_FIELDS = ("error", "text", "message")
 _MAX_MESSAGE = 300
 
 
-class AttemptCounter:
-    """Counts the HTTP attempts one logical request took (for the audit trail)."""
-
-    __slots__ = ("attempts",)
-
-    def __init__(self) -> None:
-        self.attempts = 0
-
-
 class Pipeline:
     """Sends one logical request with pacing, retries and error mapping.
 
@@ -137,53 +131,38 @@ class Pipeline:
     async def post(
         self,
         pool: Pool,
-        path: str,
+        endpoint: Endpoint[T],
         fields: dict[str, str],
         *,
         time_limit: float,
         max_bytes: int,
         policy: RetryPolicy,
-        campaign_id: str | None = None,
-        counter: AttemptCounter | None = None,
-    ) -> dict[str, Any]:
-        """POST ``fields`` (plus the token) to ``path``; return the decoded JSON object.
+    ) -> Reply[T]:
+        """POST ``fields`` (plus the token) to ``endpoint``: its decoded answer, or the error,
+        with the attempts it took.
 
         Each attempt has ``time_limit`` seconds and reads at most ``max_bytes``.
+        A failure comes back as the reply's ``error``, never raised (a
+        cancellation goes on), so the attempts travel with it.
         """
+        path = endpoint.path
+        subject = endpoint.subject_of(fields)
         body = urlencode({"auth_token": self._token, **fields}).encode()
         url = self.base_url + path
+        under_way = [0]  # the number of the attempt under way, for the reply
 
         async def attempt(number: int) -> dict[str, Any]:
-            if counter is not None:
-                counter.attempts = number
+            under_way[0] = number
             return await self._attempt(
-                pool, url, path, body, (time_limit, max_bytes), campaign_id, number
+                pool, url, path, body, (time_limit, max_bytes), subject, number
             )
 
-        def on_retry(error: BaseException, retry_number: int, delay: float) -> None:
-            observed = telemetry.active()
-            if observed is not None:
-                observed.retrying(error, retry_number, delay)
-            logger.info(
-                "retrying POST %s%s in %.2fs after %s (retry %d of %d)",
-                path,
-                _about(campaign_id),
-                delay,
-                type(error).__name__,
-                retry_number,
-                policy.max_retries,
-                extra={
-                    "method": "POST",
-                    "path": path,
-                    "campaign_id": campaign_id,
-                    "delay": delay,
-                    "error": type(error).__name__,
-                    "retry": retry_number,
-                    "max_retries": policy.max_retries,
-                },
-            )
-
-        return await policy.call(attempt, on_retry=on_retry, guard=self.guard)
+        on_retry = _retry_log(path, subject, policy.max_retries)
+        try:
+            payload = await policy.call(attempt, on_retry=on_retry, guard=self.guard)
+            return Reply(endpoint.decode(payload), attempts=under_way[0])
+        except Exception as error:
+            return Reply(error=endpoint.read_error(error), attempts=under_way[0])
 
     async def _attempt(
         self,
@@ -318,6 +297,37 @@ class Pipeline:
             campaign_id=campaign_id,
             never_connected=exc.never_connected,
         )
+
+
+def _retry_log(
+    path: str, campaign_id: str | None, max_retries: int
+) -> Callable[[BaseException, int, float], None]:
+    """What a retry of a call to ``path`` tells telemetry and the log before its wait."""
+
+    def on_retry(error: BaseException, retry_number: int, delay: float) -> None:
+        observed = telemetry.active()
+        if observed is not None:
+            observed.retrying(error, retry_number, delay)
+        logger.info(
+            "retrying POST %s%s in %.2fs after %s (retry %d of %d)",
+            path,
+            _about(campaign_id),
+            delay,
+            type(error).__name__,
+            retry_number,
+            max_retries,
+            extra={
+                "method": "POST",
+                "path": path,
+                "campaign_id": campaign_id,
+                "delay": delay,
+                "error": type(error).__name__,
+                "retry": retry_number,
+                "max_retries": max_retries,
+            },
+        )
+
+    return on_retry
 
 
 def _about(campaign_id: str | None) -> str:

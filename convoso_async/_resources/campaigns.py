@@ -1,7 +1,8 @@
 """The Campaigns API: ``/campaigns/search`` and ``/campaigns/status``.
 
-This module names the endpoints, checks the caller's input before anything is
-sent, and says which model an answer becomes. Retries, pacing, auth and error
+This module declares the endpoints (`Endpoint`: path, idempotence, decoding,
+the codes that mean something there), checks the caller's input before
+anything is sent, and says which model an answer becomes. Retries, pacing, auth and error
 mapping happen below it (`convoso_async._http.pipeline`); bulk accounting beside it
 (`convoso_async._bulk.changes`).
 """
@@ -10,20 +11,60 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from convoso_async import _telemetry as telemetry
 from convoso_async._bulk import changes
 from convoso_async._bulk.changes import BatchProgress, BatchResult, StatusOutcome
+from convoso_async._bulk.ledger import Sent
 from convoso_async._checks import check_callback, check_concurrency, check_flag, check_number
-from convoso_async._errors import ResponseDecodeError, UnexpectedResponseError
-from convoso_async._http.pipeline import AttemptCounter
+from convoso_async._errors import (
+    CampaignNotFoundError,
+    InvalidStatusError,
+    ResponseDecodeError,
+    UnexpectedResponseError,
+)
+from convoso_async._http.endpoint import Endpoint, Reply
 from convoso_async._models import Campaign, structure
 
 __all__ = ["Campaigns", "FormSender", "check_active", "check_campaign_id"]
 
+T = TypeVar("T")
+
 SEARCH_PATH = "/campaigns/search"
 STATUS_PATH = "/campaigns/status"
+
+
+def _campaigns(payload: dict[str, Any]) -> list[Campaign]:
+    """``/campaigns/search``'s answer: every campaign under ``data``."""
+    data = payload.get("data")
+    if not isinstance(data, list):
+        found = "nothing" if data is None else type(data).__name__
+        raise ResponseDecodeError(
+            f"Convoso's answer is not of the documented shape: expected a list, got {found}",
+            path="data",
+        )
+    return structure(data, list[Campaign], path="data")
+
+
+def _confirmed(payload: dict[str, Any]) -> None:
+    """``/campaigns/status``'s answer: it always says; without a word, the change is unknown."""
+    if payload.get("success") is not True:
+        raise UnexpectedResponseError(
+            STATUS_PATH, payload.get("success"), missing="success" not in payload
+        )
+
+
+#: Every campaign of the account; asking again is harmless.
+SEARCH: Endpoint[list[Campaign]] = Endpoint(SEARCH_PATH, idempotent=True, decode=_campaigns)
+#: One campaign's status: an absolute state, so a repeat is harmless.
+STATUS: Endpoint[None] = Endpoint(
+    STATUS_PATH,
+    idempotent=True,
+    decode=_confirmed,
+    codes={6026: CampaignNotFoundError, 6080: InvalidStatusError},
+    subject="campaign_id",
+)
 
 
 def check_campaign_id(campaign_id: object) -> str:
@@ -52,7 +93,7 @@ def check_active(active: object) -> bool:
 
 
 class FormSender(Protocol):
-    """All a resource needs of its client: send a form to a path, and the bulk default.
+    """All a resource needs of its client: one port for a call of an endpoint, and the bulk default.
 
     `AsyncConvoso` is one; the resource never sees the client's other parts, so it
     cannot reach round the pipeline that retries, paces, authenticates and maps errors.
@@ -63,15 +104,8 @@ class FormSender(Protocol):
         """Status requests in flight when a bulk call names no ``max_concurrency``."""
         ...
 
-    async def _post(
-        self,
-        path: str,
-        fields: dict[str, str],
-        *,
-        campaign_id: str | None = None,
-        counter: AttemptCounter | None = None,
-    ) -> dict[str, Any]:
-        """POST ``fields`` as a form to ``path`` through the pipeline; the decoded JSON."""
+    async def _call(self, endpoint: Endpoint[T], fields: dict[str, str]) -> Reply[T]:
+        """One call of ``endpoint`` with ``fields`` through the pipeline; its reply."""
         ...
 
 
@@ -89,16 +123,7 @@ class Campaigns:
             active = [c for c in await convoso.campaigns.search() if c.is_active]
         """
         with telemetry.api_call("campaigns.search"):
-            payload = await self._client._post(SEARCH_PATH, {})
-            data = payload.get("data")
-            if not isinstance(data, list):
-                found = "nothing" if data is None else type(data).__name__
-                raise ResponseDecodeError(
-                    f"Convoso's answer is not of the documented shape: expected a list, "
-                    f"got {found}",
-                    path="data",
-                )
-            return structure(data, list[Campaign], path="data")
+            return (await self._client._call(SEARCH, {})).unwrap()
 
     async def set_status(self, campaign_id: str | int, active: bool) -> None:
         """Activate (``True``) or deactivate (``False``) one campaign.
@@ -107,7 +132,7 @@ class Campaigns:
         `ConvosoError` subclasses for the rest; ``TypeError``/``ValueError``
         for bad input, before anything is sent.
         """
-        await self._send(check_campaign_id(campaign_id), check_active(active), None)
+        (await self._send(check_campaign_id(campaign_id), check_active(active))).unwrap()
 
     async def activate(self, campaign_id: str | int) -> None:
         """Activate one campaign (``status=true``)."""
@@ -224,7 +249,7 @@ class Campaigns:
         return await changes.apply(
             checked,
             operation=operation,
-            send=self._send,
+            send=self._change,
             search=self.search,
             max_concurrency=limit,
             on_progress=on_progress,
@@ -262,7 +287,7 @@ class Campaigns:
             changes.stream(
                 dict.fromkeys(ids, wanted),
                 operation="campaigns.iter_set_status",
-                send=self._send,
+                send=self._change,
                 max_concurrency=limit,
             )
         ) as outcomes:
@@ -275,19 +300,24 @@ class Campaigns:
             self._client.max_concurrency if max_concurrency is None else max_concurrency
         )
 
-    async def _send(self, campaign_id: str, active: bool, counter: AttemptCounter | None) -> None:
-        with telemetry.api_call("campaigns.status", campaign_id, active):
-            payload = await self._client._post(
-                STATUS_PATH,
-                {"campaign_id": campaign_id, "status": "true" if active else "false"},
-                campaign_id=campaign_id,
-                counter=counter,
-            )
-            if payload.get("success") is not True:
-                # The status answer always says: without a word, the change is unknown.
-                raise UnexpectedResponseError(
-                    STATUS_PATH, payload.get("success"), missing="success" not in payload
-                )
+    async def _change(self, campaign_id: str, active: bool) -> Sent:
+        """One change of a bulk call: what came back, and the attempts it took."""
+        reply = await self._send(campaign_id, active)
+        return Sent(error=reply.error, attempts=reply.attempts)
+
+    async def _send(self, campaign_id: str, active: bool) -> Reply[None]:
+        """One status change under its span; a failure is the reply's (and the span's) error."""
+        form = {"campaign_id": campaign_id, "status": "true" if active else "false"}
+        reply: Reply[None] | None = None
+        # Raised inside the span so that it records the failure, then kept in the reply.
+        with (
+            contextlib.suppress(Exception),
+            telemetry.api_call("campaigns.status", campaign_id, active),
+        ):
+            reply = await self._client._call(STATUS, form)
+            reply.unwrap()
+        assert reply is not None  # the port never raises: a failure is the reply's error
+        return reply
 
 
 def _check_deadline(deadline: object) -> None:
