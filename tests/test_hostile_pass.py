@@ -4,6 +4,9 @@ as one, against the fake over loopback.
 - A response hook of the caller's ``http_client`` that fails to connect somewhere else (an
   audit service, say) raises a connection error *after* Convoso answered: that is no proof the
   request never left, so a non-idempotent ``post`` is not sent again.
+- Two field names PHP files under one name (``first name`` and ``first_name``; ``tags`` and
+  ``tags[]``) would have the later silently replace the earlier on Convoso's side, and a name
+  PHP reads no name in (``[x]``) is silently dropped: both are refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -53,3 +56,48 @@ async def test_a_response_hook_that_cannot_connect_elsewhere_does_not_resend_an_
     statuses = [r for r in fake.requests if r.path == "/campaigns/status"]
     assert len(statuses) == 4  # 1 + max_retries, as for any connection failure
     assert fake.campaign_status("1001") == "N"
+
+
+# -- field names PHP reads as one, or drops ----------------------------------------------------
+
+ONE_FIELD_TO_PHP = [
+    ({"first name": "Ada", "first_name": "Grace"}, "first_name"),
+    ({"list.id": "5", "list_id": "6"}, "list_id"),
+    ({" phone": "1", "phone": "2"}, "phone"),
+    ({"phone\x00note": "1", "phone": "2"}, "phone"),
+    ({"tags": "a", "tags[]": "b"}, "tags"),
+    ({"tags[x]": "a", "tags": "b"}, "tags"),
+]
+
+
+@pytest.mark.parametrize(("fields", "read_as"), ONE_FIELD_TO_PHP)
+async def test_two_fields_php_reads_as_one_are_refused_before_anything_is_sent(
+    fields: dict[str, str], read_as: str
+) -> None:
+    fake = FakeConvoso()
+    fake.add_endpoint("/leads/update")
+    async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url) as convoso:
+        with pytest.raises(ValueError, match="one field to Convoso") as refused:
+            await convoso.post("/leads/update", fields)
+    assert repr(read_as) in str(refused.value)
+    assert all(repr(name) in str(refused.value) for name in fields)
+    assert not fake.requests
+
+
+@pytest.mark.parametrize("name", ["[auth_token]", "[x]", "\x00phone", " [x]"])
+async def test_a_field_php_would_drop_is_refused(name: str) -> None:
+    fake = FakeConvoso()
+    fake.add_endpoint("/leads/update")
+    async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url) as convoso:
+        with pytest.raises(ValueError, match="would be dropped by Convoso"):
+            await convoso.post("/leads/update", {name: "X"})
+    assert not fake.requests
+
+
+async def test_array_fields_php_merges_are_sent_as_given() -> None:
+    fake = FakeConvoso()
+    fake.add_endpoint("/leads/update")
+    fields = {"tags[]": "a", "tags[x]": "b", "first_name": "Ada", "First_Name": "Ada"}
+    async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url) as convoso:
+        answer = await convoso.post("/leads/update", fields)
+    assert answer["fields"] == fields
