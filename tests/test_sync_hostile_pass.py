@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from convoso_async import BatchProgress, BatchResult, Convoso
 from convoso_async.testing import FakeConvoso
 
 #: Only guards against a hang: each child's work takes a second or two.
@@ -92,3 +93,34 @@ def test_a_signal_handler_that_calls_the_client_while_it_is_busy_gets_its_answer
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == "3 [3, 3]"
     assert {r.path for r in fake.requests} == {"/campaigns/search"}
+
+
+# -- a callback that ends the program ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [SystemExit, GeneratorExit])
+def test_a_callback_raising_system_exit_stops_the_call_in_the_caller_s_thread(
+    error: type[BaseException],
+) -> None:
+    # sys.exit() in on_progress ("too many failures: stop"): the batch stops as on Ctrl-C
+    # (partial result to on_interrupt), the exit is raised where the caller called, and the
+    # client's own loop thread lives on. It killed that thread (every later call: "closed"),
+    # and the caller got a BaseExceptionGroup instead.
+    fake = FakeConvoso(campaigns=40, latency=0.02)
+    ids = [str(1001 + n) for n in range(40)]
+    partial: list[BatchResult] = []
+
+    def stop_early(progress: BatchProgress) -> None:
+        if progress.done == 2:
+            raise error("enough")
+
+    with fake.serve_in_thread() as url, Convoso(fake.TOKEN, base_url=url) as convoso:
+        with pytest.raises(error, match="enough"):
+            convoso.campaigns.set_status_many(
+                ids, False, max_concurrency=2, on_progress=stop_early, on_interrupt=partial.append
+            )
+        [result] = partial
+        places = [*result.succeeded, *result.failed, *result.not_sent, *result.unknown]
+        assert sorted(places) == ids
+        assert len(result.not_sent) >= 30  # stopped there, not run to its end
+        assert len(convoso.campaigns.search()) == 40  # the client still works

@@ -12,6 +12,9 @@ other: the work runs on this loop, not on the caller's, so nothing deadlocks.
   cancels its task (a bulk call writes its audit lines and calls
   ``on_interrupt``), waits for that to finish, then raises `KeyboardInterrupt`; inside
   ``asyncio.run`` too, whose own handler would only flag a task this call is blocking.
+- A callback of a call (``on_progress``) that raises ``SystemExit`` (or another exception
+  that is not an `Exception`) stops the call as Ctrl-C does; it is raised in the caller's
+  thread, and the loop lives on (asyncio would have let it end the loop).
 - Nothing that can run in the loop's own thread waits for the loop: an iterator the
   garbage collector frees there (or in a forked child) stops its work and leaves.
 - `close` cancels what is still running, closes the client's pool in its own
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import os
 import signal
@@ -39,7 +43,7 @@ import sys
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, ParamSpec, TypeVar
 
 import anyio
 from anyio.abc import ObjectSendStream
@@ -48,9 +52,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from convoso_async._errors import ConfigurationError
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopThread", "raised_in_caller"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Bounds on starting and stopping the loop thread (both take milliseconds).
 START_TIMEOUT: Final = 10.0
@@ -88,8 +94,11 @@ class _Call(Generic[T]):
         self._work = work
         self._scope: anyio.CancelScope | None = None
         self._cancelled = False
+        #: What a callback of the call raised for the caller's thread (see `raised_in_caller`).
+        self.carried: BaseException | None = None
 
     async def run(self) -> T:
+        _CALL.set(self)  # this task's context, and its child tasks' (where callbacks run)
         with anyio.CancelScope() as self._scope:
             if self._cancelled:  # cancelled before it started
                 self._scope.cancel()
@@ -103,6 +112,36 @@ class _Call(Generic[T]):
             self._scope.cancel()
 
 
+_CALL: contextvars.ContextVar[_Call[Any]] = contextvars.ContextVar("convoso_sync_call")
+
+
+def raised_in_caller(callback: Callable[P, R]) -> Callable[P, R]:
+    """``callback`` (``on_progress``, ``on_interrupt``), run in the loop, for a blocking call.
+
+    What it raises that is not an `Exception` (``sys.exit()``, ``KeyboardInterrupt``) is
+    meant for the program, not for the loop's thread, where asyncio would let it end the
+    loop (and the client with it): the call stops as on Ctrl-C, and it is raised in the
+    thread that made the call.
+    """
+
+    @functools.wraps(callback)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return callback(*args, **kwargs)
+        except Exception:
+            raise
+        except BaseException as exc:
+            call = _CALL.get(None)
+            if call is None:
+                raise
+            if call.carried is None:
+                call.carried = exc
+            call.cancel()
+            return None  # type: ignore[return-value]  # the call is stopping
+
+    return run
+
+
 def _wait(portal: BlockingPortal, work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` in the portal's loop and wait for its result, in this thread."""
     call = _Call(work)
@@ -112,7 +151,11 @@ def _wait(portal: BlockingPortal, work: Callable[[], Awaitable[T]]) -> T:
         raise ConfigurationError(_CLOSED) from None
     with _ctrl_c_interrupts():
         try:
-            return future.result()
+            result = future.result()
+        except _Abandoned:
+            if call.carried is None:
+                raise
+            raise call.carried from None
         except KeyboardInterrupt:
             # Ctrl-C here: stop the work as asyncio.run stops its task, let it account for
             # itself (a bulk call's audit lines and on_interrupt), then go on interrupting.
@@ -124,6 +167,9 @@ def _wait(portal: BlockingPortal, work: Callable[[], Awaitable[T]]) -> T:
         except concurrent.futures.CancelledError:
             # The portal cancelled it: the client was closed (by another thread) meanwhile.
             raise ConfigurationError(f"{_CLOSED} (it was closed during this call)") from None
+    if call.carried is not None:  # raised as the call was ending anyway
+        raise call.carried
+    return result
 
 
 def _defers_ctrl_c_to_a_loop(handler: object) -> bool:
