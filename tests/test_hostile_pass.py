@@ -101,3 +101,20 @@ async def test_array_fields_php_merges_are_sent_as_given() -> None:
     async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url) as convoso:
         answer = await convoso.post("/leads/update", fields)
     assert answer["fields"] == fields
+
+
+# -- paths whose decoded segments hold control characters ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/..%00/admin", "/%2e%2e%00/admin", "/leads%0d%0a/search", "/%2e.%09/x"]
+)
+async def test_a_path_with_an_encoded_control_character_is_refused(path: str) -> None:
+    # A server written in C (or PHP's path handling) may end the segment at the NUL and read
+    # '..'; a CR/LF may split a header or a log line. No endpoint's path holds one.
+    fake = FakeConvoso()
+    async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url) as convoso:
+        with pytest.raises(ValueError, match="control character") as refused:
+            await convoso.post(path, {})
+    assert repr(path) in str(refused.value)
+    assert not fake.requests

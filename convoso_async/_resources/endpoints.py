@@ -66,7 +66,8 @@ def _check_segments(path: str) -> None:
     too), with the token in its body. So a segment is refused when, decoded as
     often as it decodes (``%252e`` is ``%2e`` is ``.``), read as a server may
     (``\\`` as ``/``, ``;`` starting parameters, compatibility forms of ``.``), it
-    holds a dot segment, a ``/`` or ``\\``, or bytes that are not UTF-8. Empty
+    holds a dot segment, a ``/`` or ``\\``, a control character (``%00``: a server in C
+    may end the segment there), or bytes that are not UTF-8. Empty
     segments (``//``) are refused too; one trailing ``/`` is kept.
     """
     segments = path[1:].split("/")
@@ -80,6 +81,12 @@ def _check_segments(path: str) -> None:
             raise ValueError(
                 f"path {path!r}: segment {segment!r} is percent-encoded bytes that are not "
                 "UTF-8; pass the endpoint's path as Convoso's reference writes it"
+            )
+        if any(char < " " or char == "\x7f" for char in plain):
+            raise ValueError(
+                f"path {path!r}: segment {segment!r} holds an encoded control character "
+                "(NUL, CR, LF, tab...), which no endpoint's path has; a server may cut the "
+                f"segment there. Pass plain segments such as {_EXAMPLE}"
             )
         if "/" in plain or "\\" in plain:
             raise ValueError(
