@@ -11,12 +11,14 @@ as one, against the fake over loopback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 
-from convoso_async import APIConnectionError, AsyncConvoso
+from convoso_async import AdaptiveLimiter, APIConnectionError, AsyncConvoso, Limiter, RateLimiter
 from convoso_async.testing import FakeConvoso
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("instant_retries")]
@@ -118,3 +120,25 @@ async def test_a_path_with_an_encoded_control_character_is_refused(path: str) ->
             await convoso.post(path, {})
     assert repr(path) in str(refused.value)
     assert not fake.requests
+
+
+# -- one limiter, clients on trio and on asyncio -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: Limiter(50), AdaptiveLimiter], ids=["Limiter", "Adaptive"]
+)
+def test_a_limiter_paces_on_asyncio_after_pacing_on_trio(make: Callable[[], RateLimiter]) -> None:
+    # A Convoso (its loop is asyncio's) and an AsyncConvoso under trio.run share one limiter.
+    # trio's clock starts at a random offset of hours: the times the limiter kept there made
+    # the asyncio side sleep for hours.
+    limiter = make()
+
+    async def grants(count: int) -> None:
+        with anyio.fail_after(10):
+            for _ in range(count):
+                await limiter.acquire()
+
+    anyio.run(grants, 5, backend="trio")
+    anyio.run(grants, 5, backend="asyncio")
+    anyio.run(grants, 5, backend="trio")
