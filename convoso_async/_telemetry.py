@@ -25,7 +25,9 @@ The providers, tracers, spans, processors, meters and instruments are the
 application's code, and telemetry must never fail a call: each step that calls
 them runs inside a `_Boundary`. An exception there is logged once (a WARNING
 naming the provider) and turns the telemetry off for those providers; the call
-goes on with its own result. A cancellation or Ctrl-C goes through.
+goes on with its own result. So does a `GeneratorExit` or `SystemExit` from a hook (no
+generator of ours is being closed; an exporter giving up by exiting must not turn what the
+server did into an exit). A cancellation or Ctrl-C goes through.
 
 The token is in the request body only, and no body is ever recorded: the only
 URL recorded is ``base_url + path``, which the client checked holds no query.
@@ -100,6 +102,9 @@ DURATION_BUCKETS: Final = (
 _MAX_DESCRIPTION = 300
 
 _modules = sys.modules
+#: What a hook of the application's may raise that the library takes as that hook failing
+#: (`_Boundary`); anything else (a cancellation, Ctrl-C) is the call's and goes on.
+_HOOK_FAILURES: Final = (Exception, GeneratorExit, SystemExit)
 Attributes = dict[str, Any]
 
 
@@ -206,7 +211,7 @@ class Telemetry:
         """A ``with`` block around a call into ``signal``'s provider, ``doing`` a step."""
         return _Boundary(self, doing, signal)
 
-    def fail(self, doing: str, signal: str, error: Exception) -> None:
+    def fail(self, doing: str, signal: str, error: BaseException) -> None:
         """A hook raised: say so once, then record nothing more with these providers."""
         with _state.lock:
             if not self.on:
@@ -255,7 +260,7 @@ class Telemetry:
 
 
 class _Boundary:
-    """Where the library calls the application's OpenTelemetry: an `Exception` stops here.
+    """Where the library calls the application's OpenTelemetry: a `_HOOK_FAILURES` stops here.
 
     It turns the telemetry off (`Telemetry.fail`) and the block is left, the
     call it observes untouched. Anything else (a cancellation, Ctrl-C) goes on.
@@ -277,13 +282,13 @@ class _Boundary:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
-        if not isinstance(exc, Exception):
+        if not isinstance(exc, _HOOK_FAILURES):
             return False
         self._owner.fail(self._doing, self._signal, exc)
         return True
 
 
-def _report(doing: str, who: str, error: Exception, until: str) -> None:
+def _report(doing: str, who: str, error: BaseException, until: str) -> None:
     """The one WARNING for telemetry that failed (``who`` raised ``error`` while ``doing``)."""
     try:
         message = str(error)[:_MAX_DESCRIPTION]
@@ -740,7 +745,7 @@ class _State:
             try:
                 tracer_provider = None if trace_api is None else trace_api.get_tracer_provider()
                 meter_provider = None if metrics_api is None else metrics_api.get_meter_provider()
-            except Exception as error:
+            except _HOOK_FAILURES as error:
                 # The API builds a provider named by OTEL_PYTHON_TRACER_PROVIDER (or _METER_)
                 # on each look-up until one loads: a broken one raises every time.
                 self.lookup_failed = True

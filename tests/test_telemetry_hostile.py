@@ -296,6 +296,42 @@ async def test_a_raising_hook_never_changes_a_calls_result(
     assert PLANTED not in caplog.text
 
 
+@pytest.mark.usefixtures("instant_retries")
+@pytest.mark.parametrize("error", [GeneratorExit, SystemExit])
+@pytest.mark.parametrize("hook", ["start_span", "on_start", "on_end", "context.attach", "add"])
+async def test_a_hook_raising_generator_exit_or_system_exit_changes_no_result(
+    hook: str,
+    error: type[BaseException],
+    anyio_backend: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Neither is a cancellation or Ctrl-C: a GeneratorExit from a hook is not a generator of
+    # ours being closed (a stream would take it for its consumer leaving), and an exporter
+    # that gives up with sys.exit() must not turn changes the server made into an exit.
+    inserted: list[dict[str, str]] = []
+
+    def insert(fields: dict[str, str]) -> dict[str, object]:
+        inserted.append(fields)
+        return {"success": True}
+
+    fake = FakeConvoso(campaigns=3, tokens=[PLANTED])
+    fake.add_endpoint("/leads/insert", insert)
+    async with fake.serve() as url, AsyncConvoso(PLANTED, base_url=url) as convoso:
+        with hostile_telemetry(hook, monkeypatch, error) as hostile:
+            result = await convoso.campaigns.set_status_many(IDS, False)
+        assert sorted(result.succeeded) == IDS
+        assert set(fake.statuses().values()) == {"N"}
+        with hostile_telemetry(hook, monkeypatch, error):
+            outcomes = [o async for o in convoso.campaigns.iter_set_status(IDS, True)]
+        assert sorted(o.campaign_id for o in outcomes if o.ok) == IDS
+        with hostile_telemetry(hook, monkeypatch, error):
+            assert await convoso.post("/leads/insert", {"first_name": "Ada"}) == {"success": True}
+        assert len(inserted) == 1
+    assert hostile.calls == 1
+    assert error.__name__ in warnings_of(caplog)[0].getMessage()
+
+
 @pytest.mark.parametrize("hook", ["add", "add_event", "on_end", "record"])
 async def test_a_circuit_breaker_opens_and_closes_through_raising_telemetry(
     hook: str,

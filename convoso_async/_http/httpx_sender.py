@@ -80,6 +80,16 @@ def stock_client(family: Family, size: int, ssl_context: ssl.SSLContext) -> Any:
         ) from None
 
 
+def _raised_for(exc: Exception, url: Any) -> bool:
+    """Whether ``exc`` is about the request to ``url``: the client sets ``request`` on every
+    error of a request it sends; one raised elsewhere has another request, or none."""
+    try:
+        request = exc.request  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # RuntimeError: not set
+        return False
+    return bool(request.url == url)
+
+
 class HttpxSender:
     """Sends form POSTs through one httpx-family ``AsyncClient``.
 
@@ -116,7 +126,12 @@ class HttpxSender:
             raise SendError("timeout", f"no complete answer within {time_limit:g}s") from None
         except Exception as exc:
             if is_send_error(exc):
-                raise send_error(exc) from exc
+                error = send_error(exc)
+                if error.never_connected and not _raised_for(exc, parsed):
+                    # Another request's failure (a response hook's own call, after Convoso
+                    # answered this one): no proof that this one never left.
+                    error.never_connected = False
+                raise error from exc
             raise
 
     async def _exchange(

@@ -10,8 +10,10 @@ several processes under one account-wide rate. A limiter that also implements
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import time
 from collections import deque
 from contextvars import ContextVar
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
@@ -91,6 +93,33 @@ class ThrottleFeedback(Protocol):
     def on_success(self) -> None: ...
 
 
+#: Each event loop's clock, as an offset to `time.monotonic` (see `shared_time`).
+_CLOCK_OFFSETS: dict[object, float] = {}
+
+
+def shared_time() -> float:
+    """``anyio.current_time()`` on one clock for every event loop of the process.
+
+    A limiter shared by clients on several loops compares times taken in each, but each loop
+    keeps its own clock: asyncio's is `time.monotonic`, trio's starts hours away from it (a
+    random offset), a test's may be virtual. Each loop's clock is set against the monotonic
+    one once, when the loop is first seen; within one loop, times stay exactly its own.
+    """
+    try:
+        loop: object = asyncio.get_running_loop()
+    except RuntimeError:
+        import trio
+
+        loop = trio.lowlevel.current_trio_token()
+    now = anyio.current_time()
+    offset = _CLOCK_OFFSETS.get(loop)
+    if offset is None:
+        if len(_CLOCK_OFFSETS) >= 64:  # loops come and go (each asyncio.run is one)
+            _CLOCK_OFFSETS.clear()
+        offset = _CLOCK_OFFSETS[loop] = now - time.monotonic()
+    return now - offset
+
+
 class Limiter:
     """An in-process limiter: at most ``rate`` requests in any ``period`` seconds.
 
@@ -120,13 +149,13 @@ class Limiter:
         # Waiting while holding the lock queues callers in arrival order and
         # makes a cancelled waiter leave no trace.
         async with self._lock:
-            now = anyio.current_time()
+            now = shared_time()
             ready = self._next
             if len(self._recent) == self._recent.maxlen:
                 ready = max(ready, self._recent[0] + self._window)
             if ready > now:
                 await anyio.sleep(ready - now)
-                now = anyio.current_time()
+                now = shared_time()
             self._recent.append(now)
             if now - ready < self._catch_up:
                 # A slightly late wake-up is made up on the next grants.
@@ -324,12 +353,12 @@ class AdaptiveLimiter:
     async def acquire(self) -> None:
         """Wait until one more request fits within the current rate, then claim it."""
         async with self._lock:
-            now = anyio.current_time()
+            now = shared_time()
             ready = max(self._next, self._paused_until)
             waited = ready > now
             while ready > now:
                 await anyio.sleep(ready - now)
-                now = anyio.current_time()
+                now = shared_time()
                 # A 429 may have paused the limiter while this task slept.
                 ready = max(ready, self._paused_until)
             interval = self.period / self.rate
@@ -345,7 +374,7 @@ class AdaptiveLimiter:
 
     async def on_throttle(self, retry_after: float | None) -> None:
         """A request was answered 429: pause for ``retry_after`` and lower the rate."""
-        now = anyio.current_time()
+        now = shared_time()
         if retry_after is not None and retry_after > 0:
             self._paused_until = max(self._paused_until, now + retry_after)
         grant = _last_grant.get()

@@ -66,7 +66,8 @@ def _check_segments(path: str) -> None:
     too), with the token in its body. So a segment is refused when, decoded as
     often as it decodes (``%252e`` is ``%2e`` is ``.``), read as a server may
     (``\\`` as ``/``, ``;`` starting parameters, compatibility forms of ``.``), it
-    holds a dot segment, a ``/`` or ``\\``, or bytes that are not UTF-8. Empty
+    holds a dot segment, a ``/`` or ``\\``, a control character (``%00``: a server in C
+    may end the segment there), or bytes that are not UTF-8. Empty
     segments (``//``) are refused too; one trailing ``/`` is kept.
     """
     segments = path[1:].split("/")
@@ -80,6 +81,12 @@ def _check_segments(path: str) -> None:
             raise ValueError(
                 f"path {path!r}: segment {segment!r} is percent-encoded bytes that are not "
                 "UTF-8; pass the endpoint's path as Convoso's reference writes it"
+            )
+        if any(char < " " or char == "\x7f" for char in plain):
+            raise ValueError(
+                f"path {path!r}: segment {segment!r} holds an encoded control character "
+                "(NUL, CR, LF, tab...), which no endpoint's path has; a server may cut the "
+                f"segment there. Pass plain segments such as {_EXAMPLE}"
             )
         if "/" in plain or "\\" in plain:
             raise ValueError(
@@ -113,10 +120,12 @@ def form_fields(fields: object) -> dict[str, str]:
     ``active=true``. None is no field.
 
     Names are non-empty strings, never one Convoso would read as ``auth_token``
-    (the client sends its own). Values are ``str``, ``int``, finite ``float`` or
-    ``bool`` (sent ``true``/``false``, as Convoso writes them); ``None`` and
-    anything else are refused rather than guessed at. A value is never shown in
-    an error message: it may be a phone number or a name.
+    (the client sends its own), nor one it would drop (``[x]``, a name starting with NUL),
+    nor two it would read as one (``first name`` and ``first_name``: the later would
+    silently replace the earlier; ``tags[]`` and ``tags[x]`` make one array, as meant).
+    Values are ``str``, ``int``, finite ``float`` or ``bool`` (sent ``true``/``false``,
+    as Convoso writes them); ``None`` and anything else are refused rather than guessed at.
+    A value is never shown in an error message: it may be a phone number or a name.
     """
     if fields is None:
         return {}
@@ -126,6 +135,7 @@ def form_fields(fields: object) -> dict[str, str]:
             f"not {type(fields).__name__}"
         )
     form: dict[str, str] = {}
+    read_as: dict[bytes, tuple[str, bool]] = {}  # what PHP files each name under, and as an array
     for name, value in fields.items():
         if not isinstance(name, str):
             raise TypeError(f"a field name must be a string, not {type(name).__name__}")
@@ -137,6 +147,7 @@ def form_fields(fields: object) -> dict[str, str]:
                 "auth token the client sends itself (auth_token=... or CONVOSO_AUTH_TOKEN): "
                 "leave it out of fields"
             )
+        _check_read_once(name, read_as)
         form[name] = _text(name, value)
     return form
 
@@ -189,6 +200,32 @@ def _files_as_token(name: str) -> bool:
     raw = name.encode()
     readings = _php_readings(raw) | _php_readings(unquote_to_bytes(raw.replace(b"+", b" ")))
     return any(reading.lower() == b"auth_token" for reading in readings)
+
+
+def _check_read_once(name: str, read_as: dict[bytes, tuple[str, bool]]) -> None:
+    """Refuse ``name`` when PHP drops it, or files it where an earlier name of ``read_as`` is."""
+    readings = _php_readings(name.encode())
+    if not readings:
+        raise ValueError(
+            f"field name {name!r} would be dropped by Convoso (PHP reads no name in it: "
+            "nothing before its first '[' or NUL); name the field as Convoso's reference does"
+        )
+    array = _php_array(name.encode())
+    for reading in readings:
+        earlier = read_as.get(reading)
+        if earlier is not None and not (earlier[1] and array):
+            raise ValueError(
+                f"fields {earlier[0]!r} and {name!r} are one field to Convoso (PHP reads both "
+                f"as {reading.decode(errors='replace')!r}): the later would silently replace "
+                "the earlier; send one of them"
+            )
+        read_as[reading] = (name, array)
+
+
+def _php_array(raw: bytes) -> bool:
+    """Whether PHP files the decoded name ``raw`` as an array element (``tags[]``, ``a[x]``)."""
+    _, bracket, rest = raw.partition(b"\0")[0].lstrip(b" ").partition(b"[")
+    return bool(bracket) and b"]" in rest
 
 
 #: PHP 8 turns these into '_' after an unclosed '['.

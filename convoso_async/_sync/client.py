@@ -31,7 +31,7 @@ from convoso_async._pacing.breaker import CircuitBreaker, RetryBudget
 from convoso_async._pacing.ratelimit import RateLimiter
 from convoso_async._resources.campaigns import Campaigns
 
-from .loop import LoopThread
+from .loop import LoopThread, raised_in_caller
 
 __all__ = ["Convoso", "SyncCampaigns"]
 
@@ -69,6 +69,9 @@ def blocking(
     """The blocking form of an async method: runs it in the loop, waits, returns its result."""
 
     def call(self: _Blocking[Target], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        for name, value in kwargs.items():
+            if name.startswith("on_") and callable(value):  # on_progress, on_interrupt
+                kwargs[name] = raised_in_caller(value)
         return self._loop.run(functools.partial(method, self._target, *args, **kwargs))
 
     _document(call, method, returns="")

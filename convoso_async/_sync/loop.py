@@ -12,11 +12,17 @@ other: the work runs on this loop, not on the caller's, so nothing deadlocks.
   cancels its task (a bulk call writes its audit lines and calls
   ``on_interrupt``), waits for that to finish, then raises `KeyboardInterrupt`; inside
   ``asyncio.run`` too, whose own handler would only flag a task this call is blocking.
+- A callback of a call (``on_progress``) that raises ``SystemExit`` (or another exception
+  that is not an `Exception`) stops the call as Ctrl-C does; it is raised in the caller's
+  thread, and the loop lives on (asyncio would have let it end the loop).
 - Nothing that can run in the loop's own thread waits for the loop: an iterator the
   garbage collector frees there (or in a forked child) stops its work and leaves.
 - `close` cancels what is still running, closes the client's pool in its own
   loop, and stops the thread. A `LoopThread` nobody refers to any more does the
   same by itself, without waiting (a forgotten client does not leak a thread).
+- A call as the interpreter shuts down (``__del__`` at exit), when the loop's thread can
+  no longer run, is refused at once. A signal handler may use the client, even while the
+  thread it interrupted is inside a call of the same client (its setup included).
 - After ``os.fork()`` (Celery's prefork pool): a loop started in the parent
   exists only there, with its connections; in the child, a call raises
   `ConfigurationError` at once, never hangs, and `close` touches nothing of the
@@ -29,13 +35,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import os
 import signal
+import sys
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, ParamSpec, TypeVar
 
 import anyio
 from anyio.abc import ObjectSendStream
@@ -44,15 +52,22 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from convoso_async._errors import ConfigurationError
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopThread", "raised_in_caller"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Bounds on starting and stopping the loop thread (both take milliseconds).
 START_TIMEOUT: Final = 10.0
 STOP_TIMEOUT: Final = 10.0
 
 _CLOSED = "this Convoso was closed; create a new one"
+_SHUTTING_DOWN = (
+    "the interpreter is shutting down and this Convoso's event loop thread no longer runs "
+    "(a call from __del__ or a weakref callback at exit); make the call before the program "
+    "ends, in an atexit handler say"
+)
 
 #: Every LoopThread of the process, to renew their locks in a forked child: a lock another
 #: thread held at the fork stays held in the child, where that thread does not exist.
@@ -61,7 +76,7 @@ _LOOPS: weakref.WeakSet[LoopThread] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for loop in list(_LOOPS):
-        loop._lock = threading.Lock()
+        loop._lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
@@ -79,8 +94,11 @@ class _Call(Generic[T]):
         self._work = work
         self._scope: anyio.CancelScope | None = None
         self._cancelled = False
+        #: What a callback of the call raised for the caller's thread (see `raised_in_caller`).
+        self.carried: BaseException | None = None
 
     async def run(self) -> T:
+        _CALL.set(self)  # this task's context, and its child tasks' (where callbacks run)
         with anyio.CancelScope() as self._scope:
             if self._cancelled:  # cancelled before it started
                 self._scope.cancel()
@@ -94,6 +112,36 @@ class _Call(Generic[T]):
             self._scope.cancel()
 
 
+_CALL: contextvars.ContextVar[_Call[Any]] = contextvars.ContextVar("convoso_sync_call")
+
+
+def raised_in_caller(callback: Callable[P, R]) -> Callable[P, R]:
+    """``callback`` (``on_progress``, ``on_interrupt``), run in the loop, for a blocking call.
+
+    What it raises that is not an `Exception` (``sys.exit()``, ``KeyboardInterrupt``) is
+    meant for the program, not for the loop's thread, where asyncio would let it end the
+    loop (and the client with it): the call stops as on Ctrl-C, and it is raised in the
+    thread that made the call.
+    """
+
+    @functools.wraps(callback)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return callback(*args, **kwargs)
+        except Exception:
+            raise
+        except BaseException as exc:
+            call = _CALL.get(None)
+            if call is None:
+                raise
+            if call.carried is None:
+                call.carried = exc
+            call.cancel()
+            return None  # type: ignore[return-value]  # the call is stopping
+
+    return run
+
+
 def _wait(portal: BlockingPortal, work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` in the portal's loop and wait for its result, in this thread."""
     call = _Call(work)
@@ -103,7 +151,11 @@ def _wait(portal: BlockingPortal, work: Callable[[], Awaitable[T]]) -> T:
         raise ConfigurationError(_CLOSED) from None
     with _ctrl_c_interrupts():
         try:
-            return future.result()
+            result = future.result()
+        except _Abandoned:
+            if call.carried is None:
+                raise
+            raise call.carried from None
         except KeyboardInterrupt:
             # Ctrl-C here: stop the work as asyncio.run stops its task, let it account for
             # itself (a bulk call's audit lines and on_interrupt), then go on interrupting.
@@ -115,6 +167,9 @@ def _wait(portal: BlockingPortal, work: Callable[[], Awaitable[T]]) -> T:
         except concurrent.futures.CancelledError:
             # The portal cancelled it: the client was closed (by another thread) meanwhile.
             raise ConfigurationError(f"{_CLOSED} (it was closed during this call)") from None
+    if call.carried is not None:  # raised as the call was ending anyway
+        raise call.carried
+    return result
 
 
 def _defers_ctrl_c_to_a_loop(handler: object) -> bool:
@@ -211,6 +266,11 @@ class _Running:
             self.failure = exc
             self.ready.set()
 
+    def discard(self) -> None:
+        """Stop this loop, which never served a call, without closing the client's pool."""
+        self.on_close = _nothing
+        self.request_stop()
+
     async def _main(self) -> None:
         async with BlockingPortal() as portal:
             self.loop = asyncio.get_running_loop()
@@ -230,6 +290,10 @@ class _Running:
             self.loop.call_soon_threadsafe(self.stop_requested.set)
 
 
+async def _nothing() -> None:
+    pass
+
+
 class LoopThread:
     """The event loop a `Convoso` family runs on: started on first use, stopped by `close`.
 
@@ -238,11 +302,18 @@ class LoopThread:
 
     def __init__(self, on_close: Callable[[], Awaitable[None]]) -> None:
         self._on_close = on_close
-        self._lock = threading.Lock()
-        self._running: _Running | None = None
+        # Reentrant: a signal handler that uses the client runs in the thread it interrupts,
+        # which may hold this lock (in a call's setup).
+        self._lock = threading.RLock()
+        #: The started loop, once there is one: its first item (see `_start`).
+        self._started_loops: list[_Running] = []
         self._closed = False
         self._finalizer: weakref.finalize[[], LoopThread] | None = None
         _LOOPS.add(self)
+
+    @property
+    def _running(self) -> _Running | None:
+        return self._started_loops[0] if self._started_loops else None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "idle" if self._running is None else "running"
@@ -305,12 +376,14 @@ class LoopThread:
         return portal
 
     def _started(self) -> _Running:
+        if sys.is_finalizing():  # daemon threads, the loop's among them, are frozen for good
+            raise ConfigurationError(_SHUTTING_DOWN)
         with self._lock:
             if self._closed:
                 raise ConfigurationError(_CLOSED)
             running = self._running
             if running is None:
-                running = self._running = self._start()
+                running = self._start()
         if running.pid != os.getpid():
             raise ConfigurationError(
                 f"this Convoso was first used in process {running.pid}, and this is a child "
@@ -327,12 +400,21 @@ class LoopThread:
         return running
 
     def _start(self) -> _Running:
-        running = _Running(self._on_close)
-        running.thread.start()
-        if not running.ready.wait(START_TIMEOUT):
+        fresh = _Running(self._on_close)
+        fresh.thread.start()
+        if not fresh.ready.wait(START_TIMEOUT):
             raise RuntimeError(f"the Convoso event loop thread did not start in {START_TIMEOUT}s")
-        if running.failure is not None:
-            raise running.failure
+        if fresh.failure is not None:
+            raise fresh.failure
+        # A signal handler in this thread may have started one meanwhile (while this waited,
+        # or at any instruction before): the first one kept is the loop, whichever it is. The
+        # append is one step no handler can come between.
+        self._started_loops.append(fresh)
+        running = self._started_loops[0]
+        if running is not fresh:
+            fresh.discard()
+            del self._started_loops[1:]
+            return running
         # Nobody refers to this loop any more (every client and copy is gone): wind it down.
         self._finalizer = weakref.finalize(self, running.request_stop)
         self._finalizer.atexit = False
