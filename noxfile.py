@@ -118,12 +118,12 @@ def install_locked(session: nox.Session, lock: str) -> None:
 
 
 def _workers() -> str:
-    """How many pytest-xdist workers: ``CONVOSO_TEST_WORKERS``, else 4.
+    """How many pytest-xdist workers: ``CONVOSO_TEST_WORKERS``, else 6.
 
     The suite mostly waits on real time (servers, retries, rate limits over loopback), so more
     workers than cores pays; the tests marked ``timing`` share one worker and run one at a time.
     """
-    return os.environ.get("CONVOSO_TEST_WORKERS", "4")
+    return os.environ.get("CONVOSO_TEST_WORKERS", "6")
 
 
 def run_pytest(session: nox.Session) -> None:
