@@ -36,6 +36,14 @@ nox.options.download_python = "never"
 # uv makes the environments (seconds, not minutes); plain virtualenv where uv is missing.
 nox.options.default_venv_backend = "uv|virtualenv"
 
+# The suite starts hundreds of Python processes (the CLI, README blocks, workers, servers) and
+# pytest-xdist workers that each rewrite every test module's asserts: with bytecode caching off
+# (PYTHONDONTWRITEBYTECODE, set in some shells and sandboxes) each of them compiles all it
+# imports from source again, a third of the suite's CPU. The sessions' own environments cache
+# it; uv compiles what it installs, as pip does.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
+
 #: The Pythons the project declares it supports (keep in step with pyproject's classifiers).
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 OLDEST, NEWEST = PYTHONS[0], PYTHONS[-1]
