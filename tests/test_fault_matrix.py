@@ -36,7 +36,7 @@ from convoso_async import (
     ResponseDecodeError,
     ServerError,
 )
-from convoso_async.testing import FakeConvoso, Fault
+from convoso_async.testing import FakeConvoso, Fault, RecordedRequest
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("instant_retries")]
 
@@ -426,6 +426,18 @@ def server_fault(kind: str, *, path: str, times: int | None) -> Fault:
     return Fault(kind, path=path, times=times, delay=delay)  # type: ignore[arg-type]
 
 
+async def requests_seen(fake: FakeConvoso, path: str, *, at_least: int) -> list[RecordedRequest]:
+    """The requests for ``path`` the fake has seen, once it has seen ``at_least`` (or 5 s passed),
+    and after a further moment for any extra one to show. (The fake records in its own thread:
+    there is nothing to wait on but the record itself.)"""
+    for _ in range(500):
+        if sum(r.path == path for r in fake.requests) >= at_least:
+            break
+        await anyio.sleep(0.01)
+    await anyio.sleep(0.05)
+    return [r for r in fake.requests if r.path == path]
+
+
 def path_of(operation: Operation) -> str:
     return "/campaigns/search" if operation == "search" else "/campaigns/status"
 
@@ -483,7 +495,9 @@ async def test_server_fault_on_every_attempt_ends_in_its_error_type(
                 with anyio.fail_after(call_budget), pytest.raises(ConvosoError) as caught:
                     await single()
                 check_exhausted_error(kind, caught.value)
-                sent = [r for r in fake.requests if r.path == path_of(operation)]
+                # A timed-out attempt's bytes were sent; the server's thread, on a loaded
+                # machine, may read them only after the client gave up: wait for it to.
+                sent = await requests_seen(fake, path_of(operation), at_least=attempts)
                 assert len(sent) == attempts, "retried exactly max_retries times, or not at all"
 
     if kind != "slow":
