@@ -33,9 +33,9 @@ import httpx2
 
 from convoso_async._defaults import KEEPALIVE_EXPIRY
 
-from .answer import Answer, RawHeaders, SendError, never_connected, too_large
-from .families import describe
+from .answer import Answer, RawHeaders, SendError, too_large
 from .httpx_sender import FORM_HEADERS
+from .transport_errors import aiohttp_send_error
 
 __all__ = ["MAX_HEAD_BYTES", "AiohttpSender", "decode_body", "mocked"]
 
@@ -103,22 +103,6 @@ def decode_body(status: int, raw_headers: RawHeaders, raw: bytes, limit: int, ur
 
 def _head_size(status_line_size: int, raw_headers: RawHeaders) -> int:
     return status_line_size + sum(len(k) + len(v) + 4 for k, v in raw_headers) + 2
-
-
-def _send_error(exc: BaseException) -> SendError:
-    """aiohttp's exception as a `SendError` meaning what httpx2's would.
-
-    A connect timeout or a refused connection (`never_connected`) says the
-    request never left, as httpx2's ``ConnectTimeout`` and ``ConnectError`` do.
-    """
-    unsent = never_connected(exc)
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return SendError(
-            "timeout", f"connect timed out ({exc or type(exc).__name__})", never_connected=unsent
-        )
-    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
-        return SendError("timeout", f"read timed out ({exc or type(exc).__name__})")
-    return SendError("connection", describe(exc), never_connected=unsent)
 
 
 class AiohttpSender:
@@ -237,7 +221,7 @@ class AiohttpSender:
                 raw = await _read_capped(answer, url, max_bytes)
                 status = answer.status
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise _send_error(exc) from exc
+            raise aiohttp_send_error(exc) from exc
         if any(key.lower() == b"set-cookie" for key, _ in raw_headers):
             self._keep_cookies(url, status, raw_headers)
         content = decode_body(status, raw_headers, raw, max_bytes, url)

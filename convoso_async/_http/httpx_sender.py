@@ -20,7 +20,8 @@ import httpx2
 from convoso_async._errors import ConfigurationError
 
 from .answer import Answer, SendError, too_large
-from .families import Family, is_send_error, send_error
+from .families import Family
+from .transport_errors import is_send_error, send_error
 
 __all__ = ["FORM_HEADERS", "HttpxSender", "shared_ssl_context", "stock_client"]
 

@@ -20,10 +20,8 @@ from urllib.parse import urlencode
 from convoso_async import _telemetry as telemetry
 from convoso_async._defaults import DEFAULT_BASE_URL
 from convoso_async._errors import (
-    APIConnectionError,
     APIError,
     APIStatusError,
-    APITimeoutError,
     AuthenticationError,
     CampaignNotFoundError,
     ConvosoError,
@@ -49,6 +47,7 @@ from convoso_async._redaction import (
 from .answer import SendError
 from .endpoint import Endpoint, Reply
 from .pool import Pool
+from .transport_errors import convoso_error
 
 __all__ = ["Pipeline", "decode_answer"]
 
@@ -282,21 +281,7 @@ class Pipeline:
 
     def _network_error(self, exc: SendError, path: str, campaign_id: str | None) -> ConvosoError:
         detail = redact_userinfo(redact_secret(exc.detail, self._token), self.base_url)
-        if exc.kind == "too large":
-            return ResponseDecodeError(f"POST {path}: {detail}")
-        if exc.kind == "decode":
-            # The bytes arrived but do not decompress: a bad answer, not a
-            # network failure, and asking again would get the same.
-            return ResponseDecodeError(
-                f"POST {path}: the answer's Content-Encoding does not decode: {detail}"
-            )
-        error_cls = APITimeoutError if exc.kind == "timeout" else APIConnectionError
-        return error_cls(
-            f"timed out ({detail})" if exc.kind == "timeout" else detail,
-            path=path,
-            campaign_id=campaign_id,
-            never_connected=exc.never_connected,
-        )
+        return convoso_error(exc, detail, path=path, campaign_id=campaign_id)
 
 
 def _retry_log(
