@@ -33,7 +33,7 @@ import httpx2
 
 from convoso_async._defaults import KEEPALIVE_EXPIRY
 
-from .answer import Answer, RawHeaders, SendError, too_large
+from .answer import HttpAnswer, RawHeaders, SendError, too_large
 from .httpx_sender import FORM_HEADERS
 from .transport_errors import aiohttp_send_error
 
@@ -199,7 +199,7 @@ class AiohttpSender:
         )
         self._builder.cookies.extract_cookies(response)
 
-    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer:
+    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> HttpAnswer:
         """POST a form; the answer, decoded, within ``time_limit`` seconds.
 
         Raises `SendError` (``"too large"`` past ``max_bytes``, as sent or decoded).
@@ -226,7 +226,7 @@ class AiohttpSender:
             self._keep_cookies(url, status, raw_headers)
         content = decode_body(status, raw_headers, raw, max_bytes, url)
         headers: Any = httpx2.Headers(list(raw_headers))
-        return Answer(status, content, headers)
+        return HttpAnswer(status, content, headers)
 
     def _drop_connection(self, answer: aiohttp.ClientResponse) -> None:
         """Close the answer's connection, as httpcore2 does after a protocol error.

@@ -1,7 +1,7 @@
-"""What a sender gives the pipeline: an `Answer`, or a `SendError`; and the size cap.
+"""What a sender gives the pipeline: an `HttpAnswer`, or a `SendError`; and the size cap.
 
 Every way of sending (a stock httpx2 client, a caller's httpx or httpx2
-client, the aiohttp opt-in) returns the same `Answer` (status, headers, the
+client, the aiohttp opt-in) returns the same `HttpAnswer` (status, headers, the
 body read and decoded) and fails with the same `SendError`, so the pipeline
 above knows no HTTP library.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-__all__ = ["Answer", "SendError", "too_large"]
+__all__ = ["HttpAnswer", "SendError", "too_large"]
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
@@ -45,7 +45,7 @@ class SendError(Exception):
         self.never_connected = never_connected
 
 
-class Answer:
+class HttpAnswer:
     """An HTTP answer with its body read and decoded: what the pipeline needs of a response.
 
     ``headers`` is a case-insensitive mapping (an ``httpx2.Headers`` or the
@@ -60,7 +60,7 @@ class Answer:
         self.headers = headers
 
     def __repr__(self) -> str:
-        return f"Answer(status_code={self.status_code}, {len(self.content)} bytes)"
+        return f"HttpAnswer(status_code={self.status_code}, {len(self.content)} bytes)"
 
 
 def too_large(limit: int) -> SendError:

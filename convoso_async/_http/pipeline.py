@@ -114,8 +114,9 @@ class Pipeline:
         campaign_id: str | None,
         number: int,
     ) -> dict[str, Any]:
-        # Make the pool (an SSL context takes tens of ms) before taking a
-        # slot, so the first request is not late against its grant.
+        # Make this event loop's senders (the aiohttp opt-in's session and
+        # request head) before taking a slot, so the first request is not
+        # late against its grant.
         pool.prepare()
         observed = telemetry.active()
         if observed is None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from convoso_async._defaults import USER_AGENT_PREFIX
 from convoso_async._errors import ConfigurationError
 
-from .answer import Answer
+from .answer import HttpAnswer
 from .families import HTTPX2, Family, family_of, old_httpx
 from .httpx_sender import HttpxSender, shared_ssl_context, stock_client
 
@@ -46,7 +46,9 @@ Transport = Literal["httpx2", "aiohttp"]
 
 
 class Sender(Protocol):
-    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer: ...
+    async def post(
+        self, url: str, body: bytes, time_limit: float, max_bytes: int
+    ) -> HttpAnswer: ...
 
     async def aclose(self) -> None: ...
 
@@ -115,7 +117,9 @@ async def _close_with_the_run(run: _Run) -> AsyncGenerator[None, None]:
 
 
 class Pool:
-    """The HTTP clients of a client family (ours, per event loop, or the caller's).
+    """The HTTP clients of one `AsyncConvoso` and its `with_options` copies.
+
+    Ours (per event loop) or the caller's; the pipeline is handed the pool on each call.
 
     Args:
         http_client: the caller's ``httpx2.AsyncClient`` or ``httpx.AsyncClient``,
@@ -209,7 +213,7 @@ class Pool:
             return run.stock(old)
         return run.stock(HTTPX2)
 
-    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer:
+    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> HttpAnswer:
         """Send one form POST and return the answer with its body read and decoded.
 
         ``time_limit`` bounds the whole attempt, not each read: per-read limits
