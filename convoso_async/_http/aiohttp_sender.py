@@ -37,7 +37,7 @@ from .answer import HttpAnswer, RawHeaders, SendError, too_large
 from .httpx_sender import FORM_HEADERS
 from .transport_errors import aiohttp_send_error
 
-__all__ = ["MAX_HEAD_BYTES", "AiohttpSender", "decode_body", "mocked"]
+__all__ = ["MAX_HEAD_BYTES", "AiohttpSender", "decode_body"]
 
 #: The largest response head (status line and headers) httpcore2 reads: h11's buffer.
 MAX_HEAD_BYTES: int = httpcore2.AsyncHTTP11Connection.MAX_INCOMPLETE_EVENT_SIZE
@@ -46,17 +46,8 @@ MAX_HEAD_BYTES: int = httpcore2.AsyncHTTP11Connection.MAX_INCOMPLETE_EVENT_SIZE
 #: checked against the cap every few KiB rather than after it all decompressed.
 _DECODE_SLICE = 16 * 1024
 
-#: What ``aioresponses`` patches: while it is patched, the pool sends through httpx2.
-_WATCHED = (aiohttp.ClientSession, "_request")
-_ORIGINAL = vars(aiohttp.ClientSession).get("_request")
-
 #: The user agent of requests this sender makes.
 USER_AGENT_LIBRARY = f"aiohttp/{aiohttp.__version__}"
-
-
-def mocked() -> bool:
-    """True while a mocking tool (aioresponses) has patched aiohttp."""
-    return vars(aiohttp.ClientSession).get("_request") is not _ORIGINAL
 
 
 class _NoTransport(httpx2.AsyncBaseTransport):

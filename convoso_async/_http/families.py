@@ -7,9 +7,8 @@ about which is which lives here:
 
 - `family_of`: the family of a caller's client (``httpx`` is never imported
   here: a caller holding an ``httpx.AsyncClient`` has imported it already);
-- `Family.mocked`: whether a mocking tool (respx in any mode, pytest-httpx,
-  pytest-httpx2, ``unittest.mock`` on the client's methods) has patched that
-  family right now, one identity test per patch point.
+- `Family.mocked`: whether a mocking tool has patched that family right now
+  (how, and why it is asked: `mocking`).
 
 How a family's exceptions map onto this library's is in `transport_errors`.
 
@@ -26,28 +25,13 @@ import httpx2
 
 from convoso_async._defaults import USER_AGENT_PREFIX
 
+from .mocking import Watch, httpx_points
+
 __all__ = ["HTTPX2", "Family", "family_of", "old_httpx"]
 
 
-_UNKNOWN = object()
-
-
-def _library_of(value: object) -> str:
-    return str(getattr(value, "__module__", "") or "").split(".")[0]
-
-
-def _genuine(owner: type, name: str) -> object:
-    """What ``owner.name`` is when nothing patched it (`_UNKNOWN` if it is patched now)."""
-    value = vars(owner).get(name)
-    if value is None:
-        return None  # inherited: a patch would add it to this class
-    if _library_of(value) != owner.__module__.split(".")[0]:
-        return _UNKNOWN  # patched before we looked: learnt once the patch is gone
-    return value
-
-
 class Family:
-    """One httpx family: its module, its user agent, the points a mocking tool patches."""
+    """One httpx family: its module, its user agent, whether a mocking tool patched it."""
 
     def __init__(self, httpx_module: ModuleType, httpcore_module: ModuleType | None) -> None:
         self.module = httpx_module
@@ -55,45 +39,17 @@ class Family:
         self.version: str = httpx_module.__version__
         #: What the client's own requests say they are: the library, the language, the HTTP library.
         self.user_agent = f"{USER_AGENT_PREFIX} {self.name}/{self.version}"
-        # Where mocking tools hook in: respx (httpcore mode patches the pools'
-        # handle_async_request, httpx mode AsyncClient._transport_for_url),
-        # pytest-httpx (AsyncHTTPTransport.handle_async_request), pytest-httpx2
-        # (respx on httpcore2), unittest.mock users (what AsyncClient.stream calls).
-        client, transport = httpx_module.AsyncClient, httpx_module.AsyncHTTPTransport
-        watched: list[tuple[type, str]] = [
-            (client, "stream"),
-            (client, "build_request"),
-            (client, "send"),
-            (client, "_transport_for_url"),
-            (transport, "handle_async_request"),
-        ]
         self.httpcore = httpcore_module
-        if httpcore_module is not None:  # the old httpx imports it on first use
-            watched += [
-                (httpcore_module.AsyncConnectionPool, "handle_async_request"),
-                (httpcore_module.AsyncHTTPConnection, "handle_async_request"),
-                (httpcore_module.AsyncHTTPProxy, "handle_async_request"),
-            ]
-        self.watched = tuple(watched)
-        self._originals = [_genuine(owner, name) for owner, name in self.watched]
+        self.watch = Watch(httpx_points(httpx_module, httpcore_module))
+        #: The patch points watched (see `mocking.httpx_points`).
+        self.watched = self.watch.points
 
     def __repr__(self) -> str:
         return f"<Family {self.name} {self.version}>"
 
     def mocked(self) -> bool:
         """True while a mocking tool has replaced part of this family."""
-        for index, (owner, name) in enumerate(self.watched):
-            original = self._originals[index]
-            if owner.__dict__.get(name) is original:
-                continue
-            if original is _UNKNOWN:
-                # First seen patched: the genuine one is known once the patch is gone.
-                learnt = _genuine(owner, name)
-                self._originals[index] = learnt
-                if learnt is not _UNKNOWN:
-                    continue
-            return True
-        return False
+        return self.watch.mocked()
 
     def owns(self, client: object) -> bool:
         return isinstance(client, self.module.AsyncClient)

@@ -14,7 +14,7 @@ Two detours, each where it is the only way to keep that promise:
   and nothing reaches the network unmocked;
 - with ``transport="aiohttp"`` (the opt-in), requests go through aiohttp on
   asyncio, and through stock httpx2 on trio, where a proxy variable is set,
-  or while httpx2, httpcore2 or aiohttp is patched.
+  or while httpx2, httpcore2 or aiohttp is patched (how a patch is seen: `mocking`).
 
 Each event loop (or trio run) gets its own clients, closed when that loop
 shuts down: a client used by two ``asyncio.run`` calls leaves nothing behind
@@ -35,6 +35,7 @@ from convoso_async._errors import ConfigurationError
 from .answer import HttpAnswer
 from .families import HTTPX2, Family, family_of, old_httpx
 from .httpx_sender import HttpxSender, shared_ssl_context, stock_client
+from .mocking import aiohttp_mocked
 
 if TYPE_CHECKING:
     from .aiohttp_sender import AiohttpSender
@@ -203,11 +204,8 @@ class Pool:
         """Who sends this request: see the module's docstring."""
         old = old_httpx()
         old_mocked = old is not None and old.mocked()
-        if run.fast is not None:
-            from .aiohttp_sender import mocked as aiohttp_mocked
-
-            if not (old_mocked or HTTPX2.mocked() or aiohttp_mocked()):
-                return run.fast
+        if run.fast is not None and not (old_mocked or HTTPX2.mocked() or aiohttp_mocked()):
+            return run.fast
         if old_mocked and not HTTPX2.mocked():
             assert old is not None
             return run.stock(old)
