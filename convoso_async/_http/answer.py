@@ -25,11 +25,12 @@ class SendError(Exception):
     ``"connection"`` (anything else on the way: refused, reset, TLS, a broken
     answer). The message says what happened and never holds a request body.
 
-    ``never_connected`` is True only when the sender knows no connection was made
-    (which errors say so: `transport_errors`): the request never left, so the server cannot have
-    processed it and any request, idempotent or not, may be sent again. False means
-    it may have reached the server. A whole attempt's time limit passing says
-    nothing about where it was (connecting, or waiting for the answer), so it is False.
+    ``never_connected`` is True only when the sender knows no connection was
+    made (which errors say so: `transport_errors`): the request never left, so
+    the server cannot have processed it and any request, idempotent or not,
+    may be sent again. False means it may have reached the server. A whole
+    attempt's time limit passing says nothing about where it was (connecting,
+    or waiting for the answer), so it is False.
     """
 
     def __init__(
