@@ -80,7 +80,7 @@ Classes = tuple[type[BaseException], ...]
 
 
 @attrs.frozen
-class _Family:
+class _ErrorClasses:
     """One family module's exception classes by meaning (see `ERROR_CLASSES`)."""
 
     every: Classes
@@ -98,23 +98,23 @@ def _resolve(module: ModuleType, path: str) -> type[BaseException] | None:
     return value if isinstance(value, type) and issubclass(value, BaseException) else None
 
 
-_RESOLVED: dict[tuple[str, ModuleType], _Family] = {}
+_RESOLVED: dict[tuple[str, ModuleType], _ErrorClasses] = {}
 
 
-def _classes(kind: str, module: ModuleType) -> _Family:
+def _classes(kind: str, module: ModuleType) -> _ErrorClasses:
     """``module``'s classes by meaning, looked up once per module object."""
     key = (kind, module)
-    family = _RESOLVED.get(key)
-    if family is None:
+    classes = _RESOLVED.get(key)
+    if classes is None:
         found = {
             meaning: tuple(c for c in (_resolve(module, p) for p in paths) if c is not None)
             for meaning, paths in ERROR_CLASSES[kind].items()
         }
-        family = _RESOLVED[key] = _Family(**found)
-    return family
+        classes = _RESOLVED[key] = _ErrorClasses(**found)
+    return classes
 
 
-def _httpx_family_of(exc: BaseException) -> _Family | None:
+def _httpx_family_of(exc: BaseException) -> _ErrorClasses | None:
     """The classes of the httpx family ``exc`` belongs to (httpx2, or the old httpx), or None."""
     mine = _classes("httpx", httpx2)
     if isinstance(exc, mine.every):
@@ -126,7 +126,7 @@ def _httpx_family_of(exc: BaseException) -> _Family | None:
     return theirs if isinstance(exc, theirs.every) else None
 
 
-def _aiohttp() -> _Family | None:
+def _aiohttp() -> _ErrorClasses | None:
     module = sys.modules.get("aiohttp")
     return None if module is None else _classes("aiohttp", module)
 
@@ -156,7 +156,7 @@ def send_error(exc: BaseException) -> SendError:
 
 
 def _as_aiohttp_says(
-    exc: BaseException, aiohttp: _Family, timed_out: bool, unsent: bool
+    exc: BaseException, aiohttp: _ErrorClasses, timed_out: bool, unsent: bool
 ) -> tuple[bool, bool]:
     """Whether ``exc`` timed out and never connected, as aiohttp's own error in its chain says.
 
