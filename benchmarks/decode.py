@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 from _common import fmt_ratio, median, print_table, rotations, verdict
 
-from convoso_async._http.pipeline import decode_answer
+from convoso_async._http.decoding import decode_answer
 from convoso_async._models import Campaign, structure
 from convoso_async.testing import generated_campaigns
 

@@ -1,8 +1,9 @@
 """What the library shows of a secret: never the secret itself.
 
 Two kinds of secret can reach text the library writes: the auth token (sent in
-the form body only, but a server may echo it back, or a driver name it), and a
-password inside a URL: the base URL's ``user:password@`` (HTTP Basic
+the form body only, but a server may echo it back, or an HTTP library's message
+quote it): any text that may carry it goes through `redact`, the one place it
+is masked; and a password inside a URL: the base URL's ``user:password@`` (HTTP Basic
 credentials), a Redis URL's, or a Redis URL's ``?password=``. Wherever a URL is
 shown (a ``repr``, an error message, a log line, the command line's stderr) it
 goes through `redact_url`; OpenTelemetry's ``url.full`` gets `telemetry_url`,
@@ -14,9 +15,10 @@ stray bracket) is exactly what an error message about that URL has to show.
 
 from __future__ import annotations
 
+from typing import overload
 from urllib.parse import unquote
 
-__all__ = ["MIN_SECRET_LENGTH", "redact_secret", "redact_url", "redact_userinfo", "telemetry_url"]
+__all__ = ["MIN_SECRET_LENGTH", "redact", "redact_url", "telemetry_url"]
 
 #: Shorter secrets are not searched for in text: "t" would be found in every
 #: word. Convoso's tokens are far longer; only toy tokens in tests are this short.
@@ -25,11 +27,31 @@ MIN_SECRET_LENGTH = 8
 _MASK = "***"
 
 
-def redact_secret(text: str, secret: str) -> str:
-    """``text`` with every occurrence of ``secret`` (when long enough to search for) as ``***``."""
-    if len(secret) < MIN_SECRET_LENGTH or secret not in text:
-        return text
-    return text.replace(secret, _MASK)
+@overload
+def redact(text: str, token: str, url: str = "") -> str: ...
+
+
+@overload
+def redact(text: bytes, token: str) -> bytes: ...
+
+
+def redact(text: str | bytes, token: str, url: str = "") -> str | bytes:
+    """``text`` with ``token`` (if long enough to search for) and ``url``'s credentials masked.
+
+    ``text`` is a message (an HTTP library's, about ``url``: it may quote the URL,
+    or its ``user:password@`` part alone) or an answer's raw body (bytes: the
+    token only, before anything is built from it).
+
+    >>> redact("refused: https://u:pw@h/v1 (token 0123456789)", "0123456789", "https://u:pw@h/v1")
+    'refused: https://u:***@h/v1 (token ***)'
+    """
+    if isinstance(text, bytes):
+        if len(token) < MIN_SECRET_LENGTH or token.encode() not in text:
+            return text
+        return text.replace(token.encode(), _MASK.encode())
+    if len(token) >= MIN_SECRET_LENGTH and token in text:
+        text = text.replace(token, _MASK)
+    return _redact_userinfo(text, url)
 
 
 def _split(url: str) -> tuple[str, str, str, str]:
@@ -87,7 +109,7 @@ def telemetry_url(url: str) -> str:
     return f"{start}REDACTED:REDACTED@{host}{tail}" if userinfo else url
 
 
-def redact_userinfo(text: str, url: str) -> str:
+def _redact_userinfo(text: str, url: str) -> str:
     """``text`` (an HTTP library's message about ``url``) with ``url``'s credentials masked.
 
     A library may quote the URL it was given, or its ``user:password@`` part alone.

@@ -273,7 +273,7 @@ def test_every_watched_hook_counts_as_mocking_while_patched(family: str) -> None
 
 def test_patching_aiohttp_counts_as_mocking_for_the_opt_in() -> None:
     aiohttp = pytest.importorskip("aiohttp")
-    from convoso_async._http.aiohttp_sender import mocked
+    from convoso_async._http.mocking import aiohttp_mocked as mocked
 
     assert not mocked()
     with patch.object(aiohttp.ClientSession, "_request", new=AsyncMock()):

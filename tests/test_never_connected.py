@@ -20,7 +20,7 @@ import pytest
 from raised_errors import raised as _raised
 
 from convoso_async import APIConnectionError, APITimeoutError, AsyncConvoso
-from convoso_async._http.families import send_error
+from convoso_async._http.transport_errors import send_error
 from convoso_async.testing import FakeConvoso, Fault
 
 

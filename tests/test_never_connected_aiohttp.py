@@ -16,8 +16,7 @@ aiohttp = pytest.importorskip("aiohttp")
 
 from raised_errors import raised as _raised  # noqa: E402
 
-from convoso_async._http.aiohttp_sender import _send_error  # noqa: E402
-from convoso_async._http.families import send_error  # noqa: E402
+from convoso_async._http.transport_errors import aiohttp_send_error, send_error  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -50,5 +49,5 @@ def test_a_caller_client_on_aiohttp_is_judged_by_aiohttp_s_own_error(
 def test_an_aiohttp_error_says_the_same_as_httpx2_s(
     error: BaseException, kind: str, unsent: bool
 ) -> None:
-    sent = _send_error(error)
+    sent = aiohttp_send_error(error)
     assert (sent.kind, sent.never_connected) == (kind, unsent)

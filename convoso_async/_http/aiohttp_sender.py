@@ -33,11 +33,11 @@ import httpx2
 
 from convoso_async._defaults import KEEPALIVE_EXPIRY
 
-from .answer import Answer, RawHeaders, SendError, never_connected, too_large
-from .families import describe
+from .answer import HttpAnswer, RawHeaders, SendError, too_large
 from .httpx_sender import FORM_HEADERS
+from .transport_errors import aiohttp_send_error
 
-__all__ = ["MAX_HEAD_BYTES", "AiohttpSender", "decode_body", "mocked"]
+__all__ = ["MAX_HEAD_BYTES", "AiohttpSender", "decode_body"]
 
 #: The largest response head (status line and headers) httpcore2 reads: h11's buffer.
 MAX_HEAD_BYTES: int = httpcore2.AsyncHTTP11Connection.MAX_INCOMPLETE_EVENT_SIZE
@@ -46,17 +46,8 @@ MAX_HEAD_BYTES: int = httpcore2.AsyncHTTP11Connection.MAX_INCOMPLETE_EVENT_SIZE
 #: checked against the cap every few KiB rather than after it all decompressed.
 _DECODE_SLICE = 16 * 1024
 
-#: What ``aioresponses`` patches: while it is patched, the pool sends through httpx2.
-_WATCHED = (aiohttp.ClientSession, "_request")
-_ORIGINAL = vars(aiohttp.ClientSession).get("_request")
-
 #: The user agent of requests this sender makes.
 USER_AGENT_LIBRARY = f"aiohttp/{aiohttp.__version__}"
-
-
-def mocked() -> bool:
-    """True while a mocking tool (aioresponses) has patched aiohttp."""
-    return vars(aiohttp.ClientSession).get("_request") is not _ORIGINAL
 
 
 class _NoTransport(httpx2.AsyncBaseTransport):
@@ -103,22 +94,6 @@ def decode_body(status: int, raw_headers: RawHeaders, raw: bytes, limit: int, ur
 
 def _head_size(status_line_size: int, raw_headers: RawHeaders) -> int:
     return status_line_size + sum(len(k) + len(v) + 4 for k, v in raw_headers) + 2
-
-
-def _send_error(exc: BaseException) -> SendError:
-    """aiohttp's exception as a `SendError` meaning what httpx2's would.
-
-    A connect timeout or a refused connection (`never_connected`) says the
-    request never left, as httpx2's ``ConnectTimeout`` and ``ConnectError`` do.
-    """
-    unsent = never_connected(exc)
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return SendError(
-            "timeout", f"connect timed out ({exc or type(exc).__name__})", never_connected=unsent
-        )
-    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)):
-        return SendError("timeout", f"read timed out ({exc or type(exc).__name__})")
-    return SendError("connection", describe(exc), never_connected=unsent)
 
 
 class AiohttpSender:
@@ -215,7 +190,7 @@ class AiohttpSender:
         )
         self._builder.cookies.extract_cookies(response)
 
-    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer:
+    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> HttpAnswer:
         """POST a form; the answer, decoded, within ``time_limit`` seconds.
 
         Raises `SendError` (``"too large"`` past ``max_bytes``, as sent or decoded).
@@ -237,12 +212,12 @@ class AiohttpSender:
                 raw = await _read_capped(answer, url, max_bytes)
                 status = answer.status
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise _send_error(exc) from exc
+            raise aiohttp_send_error(exc) from exc
         if any(key.lower() == b"set-cookie" for key, _ in raw_headers):
             self._keep_cookies(url, status, raw_headers)
         content = decode_body(status, raw_headers, raw, max_bytes, url)
         headers: Any = httpx2.Headers(list(raw_headers))
-        return Answer(status, content, headers)
+        return HttpAnswer(status, content, headers)
 
     def _drop_connection(self, answer: aiohttp.ClientResponse) -> None:
         """Close the answer's connection, as httpcore2 does after a protocol error.

@@ -1,7 +1,7 @@
-"""What a sender gives the pipeline: an `Answer`, or a `SendError`; and the size cap.
+"""What a sender gives the pipeline: an `HttpAnswer`, or a `SendError`; and the size cap.
 
 Every way of sending (a stock httpx2 client, a caller's httpx or httpx2
-client, the aiohttp opt-in) returns the same `Answer` (status, headers, the
+client, the aiohttp opt-in) returns the same `HttpAnswer` (status, headers, the
 body read and decoded) and fails with the same `SendError`, so the pipeline
 above knows no HTTP library.
 """
@@ -11,36 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-__all__ = ["NEVER_CONNECTED", "Answer", "SendError", "never_connected", "too_large"]
+__all__ = ["HttpAnswer", "SendError", "too_large"]
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
-
-#: The exceptions, by class name, that mean no connection to the server was made,
-#: so no byte of the request left and the server cannot have processed it: the
-#: httpx families' ``ConnectError`` (refused, a name that does not resolve, a TLS
-#: handshake refused), ``ConnectTimeout`` and ``PoolTimeout`` (no free connection
-#: in time), and aiohttp's ``ClientConnectorError`` (the same failures, its
-#: certificate, SSL, DNS and proxy-connect errors included) and
-#: ``ConnectionTimeoutError`` (connecting, or waiting for a free connection, timed
-#: out). Everything else (a reset, a read or write error, a read timeout, an answer
-#: cut short) may have come after the request reached the server.
-NEVER_CONNECTED = frozenset(
-    {
-        "ConnectError",
-        "ConnectTimeout",
-        "PoolTimeout",
-        "ClientConnectorError",
-        "ConnectionTimeoutError",
-    }
-)
-
-
-def never_connected(exc: BaseException) -> bool:
-    """Whether ``exc`` (an httpx-family or aiohttp exception) says no connection was made.
-
-    By class name, so both httpx families and aiohttp answer alike without being imported.
-    """
-    return any(cls.__name__ in NEVER_CONNECTED for cls in type(exc).__mro__)
 
 
 class SendError(Exception):
@@ -52,11 +25,12 @@ class SendError(Exception):
     ``"connection"`` (anything else on the way: refused, reset, TLS, a broken
     answer). The message says what happened and never holds a request body.
 
-    ``never_connected`` is True only when the sender knows no connection was made
-    (see `NEVER_CONNECTED`): the request never left, so the server cannot have
-    processed it and any request, idempotent or not, may be sent again. False means
-    it may have reached the server. A whole attempt's time limit passing says
-    nothing about where it was (connecting, or waiting for the answer), so it is False.
+    ``never_connected`` is True only when the sender knows no connection was
+    made (which errors say so: `transport_errors`): the request never left, so
+    the server cannot have processed it and any request, idempotent or not,
+    may be sent again. False means it may have reached the server. A whole
+    attempt's time limit passing says nothing about where it was (connecting,
+    or waiting for the answer), so it is False.
     """
 
     def __init__(
@@ -72,7 +46,7 @@ class SendError(Exception):
         self.never_connected = never_connected
 
 
-class Answer:
+class HttpAnswer:
     """An HTTP answer with its body read and decoded: what the pipeline needs of a response.
 
     ``headers`` is a case-insensitive mapping (an ``httpx2.Headers`` or the
@@ -87,7 +61,7 @@ class Answer:
         self.headers = headers
 
     def __repr__(self) -> str:
-        return f"Answer(status_code={self.status_code}, {len(self.content)} bytes)"
+        return f"HttpAnswer(status_code={self.status_code}, {len(self.content)} bytes)"
 
 
 def too_large(limit: int) -> SendError:

@@ -19,8 +19,9 @@ import httpx2
 
 from convoso_async._errors import ConfigurationError
 
-from .answer import Answer, SendError, too_large
-from .families import Family, is_send_error, send_error
+from .answer import HttpAnswer, SendError, too_large
+from .families import Family
+from .transport_errors import is_send_error, send_error
 
 __all__ = ["FORM_HEADERS", "HttpxSender", "shared_ssl_context", "stock_client"]
 
@@ -109,7 +110,7 @@ class HttpxSender:
     def __repr__(self) -> str:
         return f"<HttpxSender {self.family.name} owned={self.owned}>"
 
-    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer:
+    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> HttpAnswer:
         """POST ``body`` to ``url``; the answer, read and decoded, within ``time_limit`` seconds.
 
         Raises `SendError` (``"too large"`` past ``max_bytes``, as sent or decoded).
@@ -136,7 +137,7 @@ class HttpxSender:
 
     async def _exchange(
         self, parsed: Any, url: str, body: bytes, time_limit: float, limit: int
-    ) -> Answer:
+    ) -> HttpAnswer:
         async with self.client.stream(
             "POST", parsed, content=body, headers=self._headers, timeout=time_limit
         ) as response:
@@ -150,7 +151,7 @@ class HttpxSender:
                 if size > limit or response.num_bytes_downloaded > limit:
                     raise too_large(limit)  # leaving the block closes the connection
                 parts.append(part)
-        return Answer(response.status_code, b"".join(parts), response.headers)
+        return HttpAnswer(response.status_code, b"".join(parts), response.headers)
 
     async def aclose(self) -> None:
         if self.owned:

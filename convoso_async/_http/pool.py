@@ -14,7 +14,7 @@ Two detours, each where it is the only way to keep that promise:
   and nothing reaches the network unmocked;
 - with ``transport="aiohttp"`` (the opt-in), requests go through aiohttp on
   asyncio, and through stock httpx2 on trio, where a proxy variable is set,
-  or while httpx2, httpcore2 or aiohttp is patched.
+  or while httpx2, httpcore2 or aiohttp is patched (how a patch is seen: `mocking`).
 
 Each event loop (or trio run) gets its own clients, closed when that loop
 shuts down: a client used by two ``asyncio.run`` calls leaves nothing behind
@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from convoso_async._defaults import USER_AGENT_PREFIX
 from convoso_async._errors import ConfigurationError
 
-from .answer import Answer
+from .answer import HttpAnswer
 from .families import HTTPX2, Family, family_of, old_httpx
 from .httpx_sender import HttpxSender, shared_ssl_context, stock_client
+from .mocking import aiohttp_mocked
 
 if TYPE_CHECKING:
     from .aiohttp_sender import AiohttpSender
@@ -46,7 +47,9 @@ Transport = Literal["httpx2", "aiohttp"]
 
 
 class Sender(Protocol):
-    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer: ...
+    async def post(
+        self, url: str, body: bytes, time_limit: float, max_bytes: int
+    ) -> HttpAnswer: ...
 
     async def aclose(self) -> None: ...
 
@@ -115,7 +118,9 @@ async def _close_with_the_run(run: _Run) -> AsyncGenerator[None, None]:
 
 
 class Pool:
-    """The HTTP clients of a client family (ours, per event loop, or the caller's).
+    """The HTTP clients of one `AsyncConvoso` and its `with_options` copies.
+
+    Ours (per event loop) or the caller's; the pipeline is handed the pool on each call.
 
     Args:
         http_client: the caller's ``httpx2.AsyncClient`` or ``httpx.AsyncClient``,
@@ -199,17 +204,14 @@ class Pool:
         """Who sends this request: see the module's docstring."""
         old = old_httpx()
         old_mocked = old is not None and old.mocked()
-        if run.fast is not None:
-            from .aiohttp_sender import mocked as aiohttp_mocked
-
-            if not (old_mocked or HTTPX2.mocked() or aiohttp_mocked()):
-                return run.fast
+        if run.fast is not None and not (old_mocked or HTTPX2.mocked() or aiohttp_mocked()):
+            return run.fast
         if old_mocked and not HTTPX2.mocked():
             assert old is not None
             return run.stock(old)
         return run.stock(HTTPX2)
 
-    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> Answer:
+    async def post(self, url: str, body: bytes, time_limit: float, max_bytes: int) -> HttpAnswer:
         """Send one form POST and return the answer with its body read and decoded.
 
         ``time_limit`` bounds the whole attempt, not each read: per-read limits
