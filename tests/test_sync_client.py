@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
+from interrupted_child import interrupt_after_start
 
 from convoso_async import (
     APIError,
@@ -310,23 +311,10 @@ def test_ctrl_c_during_a_sync_bulk_call_accounts_for_every_id_then_raises_keyboa
 ):
     fake = FakeConvoso(campaigns=200, latency=0.3)
     with fake.serve_in_thread() as url:
-        child = subprocess.Popen(
-            [sys.executable, "-c", BULK_THEN_CTRL_C],
-            env=pointed_at(url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        returncode, out, err = interrupt_after_start(
+            BULK_THEN_CTRL_C, pointed_at(url), timeout=GUARD
         )
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "started"
-            child.send_signal(signal.SIGINT)
-            out, err = child.communicate(timeout=GUARD)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
-    assert child.returncode in (130, -signal.SIGINT), err  # ended by the KeyboardInterrupt
+    assert returncode in (130, -signal.SIGINT), err  # ended by the KeyboardInterrupt
     assert err.rstrip().endswith("KeyboardInterrupt"), err
     result = json.loads(out)
     ids = ids_of(200)

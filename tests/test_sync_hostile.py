@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from interrupted_child import interrupt_after_start
 
 from convoso_async import (
     AdaptiveLimiter,
@@ -221,23 +222,10 @@ def test_ctrl_c_stops_a_sync_bulk_call_made_inside_asyncio_run_with_its_partial_
     fake = FakeConvoso(campaigns=200, latency=0.3)
     with fake.serve_in_thread() as url:
         env = {**os.environ, "CONVOSO_AUTH_TOKEN": fake.TOKEN, "CONVOSO_BASE_URL": url}
-        child = subprocess.Popen(
-            [sys.executable, "-c", BULK_INSIDE_ASYNCIO_RUN_THEN_CTRL_C],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        returncode, out, err = interrupt_after_start(
+            BULK_INSIDE_ASYNCIO_RUN_THEN_CTRL_C, env, timeout=GUARD
         )
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "started"
-            child.send_signal(signal.SIGINT)
-            out, err = child.communicate(timeout=GUARD)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
-    assert child.returncode in (130, -signal.SIGINT), err  # ended by the KeyboardInterrupt
+    assert returncode in (130, -signal.SIGINT), err  # ended by the KeyboardInterrupt
     assert err.rstrip().endswith("KeyboardInterrupt"), err
     result = json.loads(out)
     assert result is not None, "on_interrupt was not called"
