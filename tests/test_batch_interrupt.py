@@ -275,3 +275,40 @@ async def test_a_rejected_token_stops_iter_set_status_with_nothing_more_sent(
     assert 1 <= len(sent) == len(fake.requests) <= 4
     assert all(isinstance(o.error, AuthenticationError) for o in outcomes)
     assert {o.attempts for o in outcomes if not o.sent} == {0}
+
+
+# -- an exit raised by a callback ------------------------------------------------------------
+
+
+class Leave(BaseException):
+    """An application's own exit signal, which is not an Exception either."""
+
+
+# Not KeyboardInterrupt: pytest takes one as the user stopping the run. Not SystemExit on
+# asyncio: an asyncio task re-raises it straight out of the event loop (asyncio.run then ends
+# with it, as it should), past any code inside the loop.
+@pytest.mark.parametrize(
+    ("anyio_backend", "exit_type"),
+    [("asyncio", Leave), ("trio", Leave), ("trio", SystemExit)],
+    indirect=["anyio_backend"],
+)
+async def test_an_exit_raised_by_on_progress_ends_the_call_as_itself_with_every_id_accounted(
+    anyio_backend: str, exit_type: type[BaseException]
+) -> None:
+    fake = FakeConvoso(campaigns=60, latency=0.02)
+    ids = ids_of(60)
+    partial: list[BatchResult] = []
+
+    def leave_after_10(progress: BatchProgress) -> None:
+        if progress.done >= 10:
+            raise exit_type(3)
+
+    async with fake.serve() as url, AsyncConvoso(fake.TOKEN, base_url=url, max_concurrency=8) as c:
+        with anyio.fail_after(HANG_GUARD), pytest.raises(exit_type) as raised:
+            await c.campaigns.set_status_many(
+                ids, False, on_progress=leave_after_10, on_interrupt=partial.append
+            )
+    assert raised.value.args == (3,)  # the callback's own exception, not a group holding it
+    (result,) = partial
+    check_partition(result, ids)
+    check_server_side(result, fake)

@@ -69,9 +69,31 @@ async def _work(
                 # Waits while the consumer is behind: this worker takes no new key.
                 await delivered
 
-    async with anyio.create_task_group() as group:
-        for _ in range(min(max_concurrency, len(todo))):
-            group.start_soon(worker)
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(min(max_concurrency, len(todo))):
+                group.start_soon(worker)
+    except BaseException as error:
+        chosen = _unwrapped(error)
+        if chosen is error:
+            raise
+        raise chosen from None
+
+
+def _unwrapped(error: BaseException) -> BaseException:
+    """What the workers raised, as itself rather than in the task group's exception group.
+
+    An operation's exception is its key's outcome, so what reaches the task group came from
+    a ``deliver`` callback: an application's exit (``SystemExit``, its own ``BaseException``)
+    or error. Several workers may raise it before the group cancels them; the caller gets the
+    first one that is not a cancellation, so ``except SystemExit`` works as around any call.
+    """
+    members: tuple[BaseException, ...] = getattr(error, "exceptions", ())
+    if not members:
+        return error
+    cancelled = anyio.get_cancelled_exc_class()
+    chosen = next((member for member in members if not isinstance(member, cancelled)), members[0])
+    return _unwrapped(chosen)
 
 
 async def run_all(
