@@ -10,7 +10,6 @@ several processes under one account-wide rate. A limiter that also implements
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -30,7 +29,7 @@ from convoso_async._defaults import (
     MAX_RATE,
 )
 from convoso_async._errors import ConfigurationError
-from convoso_async._pacing.sharedlock import SharedLock
+from convoso_async._pacing.sharedlock import SharedLock, running_loop
 
 __all__ = [
     "AdaptiveLimiter",
@@ -105,12 +104,7 @@ def shared_time() -> float:
     random offset), a test's may be virtual. Each loop's clock is set against the monotonic
     one once, when the loop is first seen; within one loop, times stay exactly its own.
     """
-    try:
-        loop: object = asyncio.get_running_loop()
-    except RuntimeError:
-        import trio
-
-        loop = trio.lowlevel.current_trio_token()
+    loop = running_loop()
     now = anyio.current_time()
     offset = _CLOCK_OFFSETS.get(loop)
     if offset is None:

@@ -24,10 +24,10 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     from trio.lowlevel import TrioToken
 
-__all__ = ["SharedLock"]
+__all__ = ["SharedLock", "running_loop"]
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | TrioToken:
+def running_loop() -> asyncio.AbstractEventLoop | TrioToken:
     """The event loop running in this thread: an asyncio loop, or trio's run (its token).
 
     Raises RuntimeError when neither runs here.
@@ -49,7 +49,7 @@ class _Waiter:
 
     def __init__(self) -> None:
         self.event = anyio.Event()
-        self.loop = _running_loop()
+        self.loop = running_loop()
         self.granted = False
         self.wake: Callable[[], object]
         if isinstance(self.loop, asyncio.AbstractEventLoop):
@@ -123,7 +123,7 @@ class SharedLock:
             self._held = False
             return
         try:
-            here: asyncio.AbstractEventLoop | TrioToken | None = _running_loop()
+            here: asyncio.AbstractEventLoop | TrioToken | None = running_loop()
         except RuntimeError:  # released from a thread with no loop running
             here = None
         while self._waiters:
